@@ -1,0 +1,186 @@
+"""Django email backends that send through SendFleet.
+
+``EmailBackend`` sends each message as one API request per recipient (to, cc and bcc together,
+without duplicates), over one connection for the whole batch. Each message gets
+``message.anymail_status`` describing every recipient's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.core import mail
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+
+from . import error_table
+from .batch import BatchGuard
+from .client import SendFleetClient
+from .conf import MAILER_OPTION_NAMES, SendFleetSettings
+from .exceptions import (
+    SendFleetError,
+    SendFleetInvalidMessage,
+    SendFleetRecipientsRefused,
+    SendFleetUnsupportedFeature,
+)
+from .message import OutgoingMessage, prepare_message
+from .outcome import INVALID, QUEUED, REFUSED_STATUSES, RecipientStatus, SendStatus
+from .payloads import build_payloads
+
+logger = logging.getLogger("django_sendfleet")
+
+# Django 6.1 added MAILERS; its BaseEmailBackend takes ``alias`` and reports unknown options.
+_DJANGO_HAS_MAILERS = hasattr(mail, "InvalidMailer")
+
+
+class EmailBackend(BaseEmailBackend):
+    """Send Django email through the SendFleet API."""
+
+    def __init__(
+        self, fail_silently: bool = False, *, alias: str | None = None, **kwargs: Any
+    ) -> None:
+        options = {name: kwargs.pop(name) for name in list(kwargs) if name in MAILER_OPTION_NAMES}
+        if _DJANGO_HAS_MAILERS:
+            # Django decides what unknown options mean: InvalidMailer for a MAILERS entry, a
+            # deprecation warning otherwise. fail_silently stays here: passing it up is deprecated.
+            super().__init__(alias=alias, **kwargs)
+        else:
+            super().__init__(**kwargs)  # Django < 6.1 ignores options it does not know
+        self.alias = alias
+        self.fail_silently = fail_silently
+        self.settings = SendFleetSettings(options)
+        self.client: SendFleetClient | None = None
+
+    def open(self) -> bool:
+        """Open the connection; configuration errors raise here, whatever ``fail_silently``."""
+        if self.client is not None:
+            return False
+        settings = self.settings
+        settings.validate()
+        self.client = SendFleetClient(
+            api_url=settings.api_url,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+            max_retry_wait=settings.max_retry_wait,
+        )
+        self.client.open()
+        return True
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Send the messages; return how many had at least one recipient accepted."""
+        if not email_messages:
+            return 0
+        opened_here = self.open()
+        batch = BatchGuard()
+        sent = 0
+        try:
+            for message in email_messages:
+                try:
+                    if self._send_message(message, batch):
+                        sent += 1
+                except SendFleetError as error:
+                    if not self.fail_silently:
+                        raise
+                    logger.warning("SendFleet send failed (fail_silently): %s", error)
+        finally:
+            if opened_here:
+                self.close()
+        return sent
+
+    def _send_message(self, message: EmailMessage, batch: BatchGuard) -> bool:
+        status = SendStatus()
+        message.anymail_status = status  # type: ignore[attr-defined]
+        if not message.recipients():
+            return False
+        try:
+            outgoing = prepare_message(
+                message, ignore_unsupported_features=self.settings.ignore_unsupported_features
+            )
+        except (SendFleetInvalidMessage, SendFleetUnsupportedFeature) as error:
+            error.email_message = message
+            for recipient in message.recipients():
+                status.record(str(recipient), RecipientStatus(INVALID, error=error))
+            logger.warning("SendFleet refused a message locally: %s", error)
+            raise
+
+        for given, reason in outgoing.invalid_recipients:
+            error = SendFleetInvalidMessage(reason, email_message=message, recipient=given)
+            status.record(given, RecipientStatus(INVALID, error=error))
+            logger.warning("SendFleet refused recipient %s locally: %s", given, reason)
+        for recipient, payload in build_payloads(outgoing).items():
+            status.record(recipient, self._send_one(message, outgoing, recipient, payload, batch))
+        self._raise_for(message, status)
+        return status.accepted
+
+    def _send_one(
+        self,
+        message: EmailMessage,
+        outgoing: OutgoingMessage,
+        recipient: str,
+        payload: dict[str, Any],
+        batch: BatchGuard,
+    ) -> RecipientStatus:
+        blocker = batch.blocker(outgoing.from_domain)
+        if blocker is not None:
+            logger.warning(
+                "SendFleet skipped %s: an earlier send in this batch failed with %s",
+                recipient,
+                blocker.error_code,
+            )
+            return RecipientStatus(
+                error_table.spec_for_error(blocker).recipient_status, error=blocker
+            )
+        assert self.client is not None
+        try:
+            accepted = self.client.send(payload)
+        except SendFleetError as error:
+            error.email_message = message
+            batch.record(error, outgoing.from_domain)
+            result = RecipientStatus(
+                error_table.spec_for_error(error).recipient_status,
+                error=error,
+                attempts=error.attempts,
+                esp_response=error.response,
+            )
+            logger.warning(
+                "SendFleet send to %s %s after %d attempt(s): %s",
+                recipient,
+                result.status,
+                error.attempts,
+                error,
+            )
+            return result
+        logger.info(
+            "SendFleet send to %s queued: message_id=%s mode=%s attempts=%d",
+            recipient,
+            accepted.message_id,
+            accepted.mode,
+            accepted.attempts,
+        )
+        return RecipientStatus(
+            QUEUED,
+            message_id=accepted.message_id,
+            attempts=accepted.attempts,
+            mode=accepted.mode,
+            warnings=accepted.warnings,
+            esp_response=accepted.response,
+        )
+
+    def _raise_for(self, message: EmailMessage, status: SendStatus) -> None:
+        """Raise the message's first real failure; refused recipients only if all were."""
+        for result in status.recipients.values():
+            if result.error is not None and result.status not in REFUSED_STATUSES:
+                raise result.error
+        if status.all_refused and not self.settings.ignore_recipient_status:
+            raise SendFleetRecipientsRefused(
+                "Every recipient was refused: "
+                + ", ".join(f"{address} ({r.status})" for address, r in status.recipients.items()),
+                email_message=message,
+            )

@@ -1,0 +1,184 @@
+"""The one object that reads django-sendfleet's configuration.
+
+Values come, in order, from a Django 6.1 ``MAILERS`` entry's ``OPTIONS`` (lower-case names),
+the ``SENDFLEET`` setting (upper-case names), the environment (the API key only), and the
+defaults below. Nothing is read at import or construction time: every attribute looks the
+setting up when it is used, so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from .exceptions import SendFleetConfigurationError
+
+DEFAULT_API_URL = "https://sendfleet.net/api/send/"
+API_KEY_ENVIRONMENT_VARIABLE = "SENDFLEET_API_KEY"
+# "<prefix>.<secret>": SendFleet documents an 8-character prefix and a 32-character secret.
+# Accept a little more than that so a future key format does not lock users out.
+API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{32,128}$")
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # upper case, as in the SENDFLEET dict
+    default: Any
+    parse: Callable[[str, Any], Any]
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SendFleetConfigurationError(f"SendFleet {name} must be True or False, not {value!r}.")
+    return value
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SendFleetConfigurationError(
+            f"SendFleet {name} must be a number of seconds (0 or more), not {value!r}."
+        )
+    return float(value)
+
+
+def _timeout(name: str, value: Any) -> float | tuple[float, float]:
+    """Seconds, or (connect, read) seconds as requests takes them."""
+    pair = isinstance(value, tuple | list) and len(value) == 2
+    parts = tuple(_seconds(name, part) for part in (value if pair else (value,)))
+    if not all(parts):
+        raise SendFleetConfigurationError(f"SendFleet {name} must be more than 0 seconds.")
+    return (parts[0], parts[1]) if pair else parts[0]
+
+
+def _api_url(name: str, value: Any) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SendFleetConfigurationError(
+            f"SendFleet {name} must be an http(s) URL such as {DEFAULT_API_URL!r}, not {value!r}."
+        )
+    return value
+
+
+def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
+    """``"60/min"``, ``"10/s"``, ``"500/h"`` or ``(requests, seconds)``; None disables."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", value.lower())
+        if match and match[3] in _RATE_PERIODS:
+            count, multiple, unit = match.groups()
+            return int(count), float(int(multiple or 1) * _RATE_PERIODS[unit])
+    elif isinstance(value, tuple | list) and len(value) == 2:
+        count, seconds = value
+        if isinstance(count, int) and isinstance(seconds, int | float) and seconds > 0:
+            if count > 0:
+                return count, float(seconds)
+    raise SendFleetConfigurationError(
+        f"SendFleet {name} must look like '60/min', '10/s', '500/h' or (requests, seconds), "
+        f"or be None; not {value!r}."
+    )
+
+
+def _anything(name: str, value: Any) -> Any:
+    return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("API_KEY", None, _anything),  # checked by SendFleetSettings.api_key
+    Option("API_URL", DEFAULT_API_URL, _api_url),
+    Option("TIMEOUT", 10.0, _timeout),
+    Option("MAX_RETRY_WAIT", 10.0, _seconds),
+    Option("IGNORE_UNSUPPORTED_FEATURES", False, _boolean),
+    Option("IGNORE_RECIPIENT_STATUS", False, _boolean),
+    # Reserved for the shared rate limiter: validated now, enforced once the limiter exists.
+    Option("RATE_LIMIT", "60/min", _rate_limit),
+)
+OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
+#: The names a MAILERS entry's OPTIONS may use.
+MAILER_OPTION_NAMES = frozenset(name.lower() for name in OPTIONS_BY_NAME)
+
+
+class SendFleetSettings:
+    """django-sendfleet's configuration for one mailer, looked up when used."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self._options = dict(options or {})
+        unknown = set(self._options) - MAILER_OPTION_NAMES
+        if unknown:
+            raise SendFleetConfigurationError(
+                f"Unknown SendFleet options: {', '.join(sorted(unknown))}."
+            )
+
+    def _get(self, name: str) -> Any:
+        option = OPTIONS_BY_NAME[name]
+        if name.lower() in self._options:
+            return option.parse(name.lower(), self._options[name.lower()])
+        configured = getattr(settings, "SENDFLEET", {})
+        if not isinstance(configured, Mapping):
+            raise SendFleetConfigurationError("settings.SENDFLEET must be a dict.")
+        unknown = set(configured) - set(OPTIONS_BY_NAME)
+        if unknown:
+            raise SendFleetConfigurationError(
+                f"Unknown keys in settings.SENDFLEET: {', '.join(sorted(unknown))}."
+            )
+        if name in configured:
+            return option.parse(f"SENDFLEET[{name!r}]", configured[name])
+        return option.default
+
+    def validate(self) -> None:
+        """Read every option now, so a mistake raises before anything is sent."""
+        for option in OPTIONS:
+            getattr(self, option.name.lower())
+
+    @property
+    def api_key(self) -> str:
+        """The API key, checked for shape. The error never shows the key itself."""
+        key = self._get("API_KEY") or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE)
+        if not key:
+            raise SendFleetConfigurationError(
+                "SendFleet API key is missing: set SENDFLEET['API_KEY'] (or the "
+                f"{API_KEY_ENVIRONMENT_VARIABLE} environment variable, or the MAILERS "
+                "'api_key' option)."
+            )
+        if not isinstance(key, str) or not API_KEY_PATTERN.match(key):
+            raise SendFleetConfigurationError(
+                "SendFleet API key is malformed: expected '<prefix>.<secret>' as shown in "
+                "Dashboard -> API Keys (check for missing characters or spaces)."
+            )
+        return key
+
+    @property
+    def api_key_prefix(self) -> str:
+        """The part of the key SendFleet's dashboard shows; safe to log."""
+        return self.api_key.split(".", 1)[0]
+
+    @property
+    def api_url(self) -> str:
+        return self._get("API_URL")
+
+    @property
+    def timeout(self) -> float | tuple[float, float]:
+        return self._get("TIMEOUT")
+
+    @property
+    def max_retry_wait(self) -> float:
+        return self._get("MAX_RETRY_WAIT")
+
+    @property
+    def ignore_unsupported_features(self) -> bool:
+        return self._get("IGNORE_UNSUPPORTED_FEATURES")
+
+    @property
+    def ignore_recipient_status(self) -> bool:
+        return self._get("IGNORE_RECIPIENT_STATUS")
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        return self._get("RATE_LIMIT")

@@ -1,0 +1,326 @@
+"""SendFleet's error table, as data: the one place that says what each failure means.
+
+Each row names an error code, the exception class raised for it, whether and how it is retried,
+what it does to the rest of a batch, and what an operator should do. The client, the backend,
+the admin and the docs all read this table; nothing else hard-codes a status or a code.
+
+The API sends no ``error`` field for 400, 401, the 429 throttle and most 500s: for those the
+library uses its own names (``validation_error``, ``authentication_failed``, ``rate_limited``,
+``server_error``). Rows without an HTTP status are failures found before or instead of an answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from . import exceptions as exc
+
+if TYPE_CHECKING:
+    import requests
+
+
+class BatchEffect(enum.Enum):
+    """What an error means for the other sends of the same ``send_messages`` call."""
+
+    NONE = "none"
+    #: Every later send would fail the same way (or worse: 10 consecutive 401s block the IP).
+    STOP_BATCH = "stop_batch"
+    #: Later sends from the same sender domain would fail the same way.
+    SKIP_DOMAIN = "skip_domain"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    code: str
+    http_status: int | None
+    exception: type[exc.SendFleetError]
+    retryable: bool
+    #: Seconds to wait before each retry, as (shortest, longest); its length caps the retries.
+    backoff: tuple[tuple[float, float], ...] = ()
+    #: Wait as long as the answer's ``Retry-After`` says, when it says.
+    honours_retry_after: bool = False
+    batch_effect: BatchEffect = BatchEffect.NONE
+    #: The answer carries this code in its ``error`` field (else the library names it).
+    sent_by_api: bool = True
+    #: The recipient's status in ``anymail_status`` when this error ends a send.
+    recipient_status: str = "failed"
+    meaning: str = ""
+    fix: str = ""
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + len(self.backoff)
+
+
+def _exponential(first: float, count: int) -> tuple[tuple[float, float], ...]:
+    return tuple((first * 2**n, first * 2**n) for n in range(count))
+
+
+_QUEUE_BACKOFF = _exponential(1, 3)  # 1, 2, 4 s: at most 4 attempts in all
+
+ERROR_TABLE: tuple[ErrorSpec, ...] = (
+    ErrorSpec(
+        "validation_error", 400, exc.SendFleetValidationError, False, sent_by_api=False,
+        meaning="The API refused the payload; the answer lists the fields at fault.",
+        fix="Fix the fields named in the error. The backend checks most of them before sending, "
+        "so this usually means an address or text the API's validator rejects.",
+    ),
+    ErrorSpec(
+        "authentication_failed", 401, exc.SendFleetAuthenticationError, False,
+        batch_effect=BatchEffect.STOP_BATCH, sent_by_api=False,
+        meaning="The X-API-Key header is missing, or the key is unknown, revoked or expired.",
+        fix="Create a key in Dashboard -> API Keys and set SENDFLEET['API_KEY']. After 10 "
+        "consecutive 401s within 60 s SendFleet blocks the server's IP for a while.",
+    ),
+    ErrorSpec(
+        "unauthorized", 403, exc.SendFleetAccountNotAuthorized, False,
+        batch_effect=BatchEffect.STOP_BATCH,
+        meaning="The account's email is not verified, it is not approved for Shared SES, or it "
+        "has no active Growth/Pro plan.",
+        fix="Verify the account's email address; for Shared SES submit the verification request "
+        "and wait for approval; check the plan in Dashboard -> Billing.",
+    ),
+    ErrorSpec(
+        "domain_not_registered", 403, exc.SendFleetDomainNotRegistered, False,
+        batch_effect=BatchEffect.SKIP_DOMAIN,
+        meaning="The from_email's domain has not been added to the account.",
+        fix="Dashboard -> Domains -> Add domain, then complete its DNS verification. Check that "
+        "DEFAULT_FROM_EMAIL (or the message's from_email) uses that domain.",
+    ),
+    ErrorSpec(
+        "domain_not_verified", 403, exc.SendFleetDomainNotVerified, False,
+        batch_effect=BatchEffect.SKIP_DOMAIN,
+        meaning="The domain is registered but SES has not confirmed its TXT ownership record.",
+        fix="Add the TXT ownership record at your DNS provider, wait for propagation (up to "
+        "48 h), then click Verify on the domain's page.",
+    ),
+    ErrorSpec(
+        "dkim_not_verified", 403, exc.SendFleetDKIMNotVerified, False,
+        batch_effect=BatchEffect.SKIP_DOMAIN,
+        meaning="The domain's ownership is verified, but its 3 DKIM CNAME records are not.",
+        fix="Add all 3 DKIM CNAME records shown on the domain's page, wait for propagation, "
+        "then click Verify DKIM.",
+    ),
+    ErrorSpec(
+        "domain_mode_mismatch", 403, exc.SendFleetDomainModeMismatch, False,
+        batch_effect=BatchEffect.SKIP_DOMAIN,
+        meaning="The domain's sending mode (BYOC or Shared) does not match the account's plan.",
+        fix="Change the plan to match, or add the domain again in the plan's mode.",
+    ),
+    ErrorSpec(
+        "sending_suspended", 403, exc.SendFleetSendingSuspended, False,
+        batch_effect=BatchEffect.STOP_BATCH,
+        meaning="The account's sending is suspended, usually for high bounce or complaint rates.",
+        fix="Contact SendFleet support about reinstatement and review the recipient lists.",
+    ),
+    ErrorSpec(
+        "forbidden", 403, exc.SendFleetForbidden, False, sent_by_api=False,
+        meaning="SendFleet refused the request with a 403 this library does not know.",
+        fix="Read the error's detail; check the account and domain in the dashboard.",
+    ),
+    ErrorSpec(
+        "recipient_suppressed", 422, exc.SendFleetRecipientSuppressed, False,
+        recipient_status="rejected",
+        meaning="The recipient is on the account's suppression list after a hard bounce or a "
+        "spam complaint.",
+        fix="Remove the address from your lists; never resend to it. Contact SendFleet support "
+        "if it was suppressed in error.",
+    ),
+    ErrorSpec(
+        "usage_limit_exceeded", 429, exc.SendFleetUsageLimitExceeded, False,
+        batch_effect=BatchEffect.STOP_BATCH,
+        meaning="The plan's monthly quota is used up (Starter BYOC 50, Growth 25,000, Pro "
+        "100,000). It resets on the 1st of the calendar month.",
+        fix="Upgrade the plan in Dashboard -> Billing, or wait for the monthly reset.",
+    ),
+    ErrorSpec(
+        "rate_limited", 429, exc.SendFleetRateLimited, True,
+        backoff=_exponential(1, 5), honours_retry_after=True, sent_by_api=False,
+        meaning="The per-key rate limit (60 requests a minute) was exceeded.",
+        fix="Retried automatically after Retry-After (else 1, 2, 4... s) within "
+        "SENDFLEET['MAX_RETRY_WAIT']. Spread bursts out, or use the queued backend.",
+    ),
+    ErrorSpec(
+        "server_error", 500, exc.SendFleetServerError, True,
+        backoff=((2.0, 5.0),), sent_by_api=False,
+        meaning="An unexpected error inside SendFleet.",
+        fix="Retried once after 2-5 s. If it persists, contact SendFleet support with the time "
+        "of the send.",
+    ),
+    ErrorSpec(
+        "queue_error", 502, exc.SendFleetQueueError, True, backoff=_QUEUE_BACKOFF,
+        meaning="SendFleet could not enqueue the email in AWS SQS.",
+        fix="Retried after 1, 2 and 4 s (4 attempts in all); after that treat it as failed and "
+        "alert.",
+    ),
+    ErrorSpec(
+        "byoc_not_configured", 503, exc.SendFleetBYOCNotConfigured, False,
+        meaning="SendFleet's BYOC relay credentials are not configured on its infrastructure.",
+        fix="An issue on SendFleet's side: contact support. Not retried.",
+    ),
+    ErrorSpec(
+        "gateway_error", None, exc.SendFleetServerError, False, sent_by_api=False,
+        recipient_status="unknown",
+        meaning="A 5xx other than the documented ones, likely from a proxy in front of "
+        "SendFleet; the email may or may not have been queued.",
+        fix="Not retried, since a retry could send twice. Check the send in SendFleet's "
+        "dashboard before resending.",
+    ),
+    ErrorSpec(
+        "api_error", None, exc.SendFleetAPIError, False, sent_by_api=False,
+        meaning="An HTTP answer the API does not document.",
+        fix="Read the error's detail and status; check SENDFLEET['API_URL'].",
+    ),
+    ErrorSpec(
+        "malformed_response", None, exc.SendFleetMalformedResponse, False, sent_by_api=False,
+        recipient_status="unknown",
+        meaning="A 2xx answer without the documented JSON body: the email may have been queued.",
+        fix="Not retried, since a retry could send twice. Check SENDFLEET['API_URL'] points at "
+        "the API and not at another page.",
+    ),
+    ErrorSpec(
+        "connection_failed", None, exc.SendFleetNetworkError, True, backoff=_QUEUE_BACKOFF,
+        sent_by_api=False,
+        meaning="The connection to SendFleet could not be opened; nothing was sent.",
+        fix="Retried like a 502. Check the network, DNS and SENDFLEET['API_URL'].",
+    ),
+    ErrorSpec(
+        "network_error", None, exc.SendFleetNetworkError, False, sent_by_api=False,
+        recipient_status="unknown",
+        meaning="The connection dropped or timed out after the request was sent: the email may "
+        "have been queued.",
+        fix="Not retried: the API has no idempotency key, so a retry could send twice. Check the "
+        "send in SendFleet's dashboard before resending; raise SENDFLEET['TIMEOUT'] if the "
+        "API is slow.",
+    ),
+    ErrorSpec(
+        "invalid_message", None, exc.SendFleetInvalidMessage, False, sent_by_api=False,
+        recipient_status="invalid",
+        meaning="Refused locally before any request: a field the API would reject (too long, "
+        "CR/LF in a header, an invalid address, a blank body).",
+        fix="Fix the message; the error names the field.",
+    ),
+    ErrorSpec(
+        "unsupported_feature", None, exc.SendFleetUnsupportedFeature, False, sent_by_api=False,
+        recipient_status="invalid",
+        meaning="The message uses something the API cannot carry: attachments, custom headers, "
+        "non-HTML alternatives, several reply-to addresses.",
+        fix="Remove the feature, or set SENDFLEET['IGNORE_UNSUPPORTED_FEATURES'] = True to drop "
+        "it with a log line.",
+    ),
+    ErrorSpec(
+        "recipients_refused", None, exc.SendFleetRecipientsRefused, False, sent_by_api=False,
+        recipient_status="rejected",
+        meaning="Every recipient of the message was suppressed or invalid; nothing was sent.",
+        fix="Check the recipients. Set SENDFLEET['IGNORE_RECIPIENT_STATUS'] = True to report "
+        "this only in message.anymail_status.",
+    ),
+)
+
+SPECS_BY_CODE: Mapping[str, ErrorSpec] = {spec.code: spec for spec in ERROR_TABLE}
+# The rows chosen by HTTP status alone, for answers whose ``error`` is absent or unknown.
+_SPEC_BY_STATUS: Mapping[int, ErrorSpec] = {
+    400: SPECS_BY_CODE["validation_error"],
+    401: SPECS_BY_CODE["authentication_failed"],
+    403: SPECS_BY_CODE["forbidden"],
+    429: SPECS_BY_CODE["rate_limited"],
+    500: SPECS_BY_CODE["server_error"],
+}
+
+
+def spec_for_code(code: str | None) -> ErrorSpec | None:
+    return SPECS_BY_CODE.get(code) if code else None
+
+
+def spec_for_answer(status: int, api_code: str | None) -> ErrorSpec:
+    """The row for an HTTP answer: by its ``error`` code when the API sent one, else by status."""
+    spec = SPECS_BY_CODE.get(api_code) if api_code else None
+    if spec is not None and spec.sent_by_api and spec.http_status == status:
+        return spec
+    if status in _SPEC_BY_STATUS:
+        return _SPEC_BY_STATUS[status]
+    if status >= 500:
+        return SPECS_BY_CODE["gateway_error"]
+    return SPECS_BY_CODE["api_error"]
+
+
+def spec_for_error(error: exc.SendFleetError) -> ErrorSpec:
+    return SPECS_BY_CODE.get(error.error_code or "") or SPECS_BY_CODE["api_error"]
+
+
+def error_for_response(response: requests.Response, **context: Any) -> exc.SendFleetAPIError:
+    """Turn a non-2xx answer into the exception its row names."""
+    body = _json_object(response)
+    api_code = body.get("error") if isinstance(body.get("error"), str) else None
+    spec = spec_for_answer(response.status_code, api_code)
+    kwargs: dict[str, Any] = {
+        "response": response,
+        "status_code": response.status_code,
+        "error_code": spec.code,
+        "retryable": spec.retryable,
+        **context,
+    }
+    detail = body.get("detail")
+    if spec.exception is exc.SendFleetValidationError:
+        kwargs["field_errors"] = body
+        detail = detail or _describe_field_errors(body)
+    if spec.exception is exc.SendFleetRateLimited:
+        kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
+    if not isinstance(detail, str):
+        detail = response.reason or ""
+    error = spec.exception(detail, **kwargs)
+    assert isinstance(error, exc.SendFleetAPIError)
+    return error
+
+
+def retry_wait(error: exc.SendFleetError, attempt: int) -> float | None:
+    """Seconds to wait before retrying after ``attempt`` failed attempts, or None: give up."""
+    spec = spec_for_error(error)
+    if not (spec.retryable and error.retryable) or attempt > len(spec.backoff):
+        return None
+    retry_after = getattr(error, "retry_after", None)
+    if spec.honours_retry_after and retry_after is not None:
+        return float(retry_after)
+    shortest, longest = spec.backoff[attempt - 1]
+    return random.uniform(shortest, longest)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _describe_field_errors(errors: Mapping[str, Any]) -> str:
+    described = []
+    for field, messages in errors.items():
+        if isinstance(messages, list):
+            messages = " ".join(str(m) for m in messages)
+        described.append(f"{field}: {messages}")
+    return "; ".join(described)

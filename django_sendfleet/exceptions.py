@@ -1,0 +1,219 @@
+"""Every way a send through SendFleet can fail, as exception classes.
+
+Which HTTP answer maps to which class, and whether it is retried, is decided in one place:
+``django_sendfleet.error_table``. These classes only carry the facts of one failure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+
+if TYPE_CHECKING:
+    import requests
+    from django.core.mail import EmailMessage
+
+
+class SendFleetConfigurationError(ImproperlyConfigured):
+    """The SendFleet settings are missing or wrong. Never swallowed by ``fail_silently``."""
+
+
+class SendFleetError(Exception):
+    """Base class of every error raised while sending through SendFleet."""
+
+    #: The API's ``error`` value, or the library's name for answers that carry none.
+    error_code: str | None = None
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        email_message: EmailMessage | None = None,
+        recipient: str | None = None,
+        payload: dict[str, Any] | None = None,
+        response: requests.Response | None = None,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        retryable: bool = False,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.email_message = email_message
+        self.recipient = recipient
+        self.payload = payload
+        self.response = response
+        self.status_code = status_code
+        if error_code is not None:
+            self.error_code = error_code
+        self.retryable = retryable
+        #: How many HTTP requests were made for this recipient before giving up.
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        parts = []
+        if self.status_code:
+            parts.append(f"HTTP {self.status_code}")
+        if self.error_code:
+            parts.append(f"[{self.error_code}]")
+        if self.detail:
+            parts.append(self.detail)
+        if self.recipient:
+            parts.append(f"(recipient {self.recipient})")
+        return " ".join(parts) or type(self).__name__
+
+
+class SendFleetInvalidMessage(SendFleetError, ValueError):
+    """The message cannot be sent as it is; it was refused locally and no request was made."""
+
+    error_code = "invalid_message"
+
+
+class SendFleetUnsupportedFeature(SendFleetError, ValueError):
+    """The message uses something the SendFleet API cannot carry (attachments, custom headers...).
+
+    Set ``SENDFLEET["IGNORE_UNSUPPORTED_FEATURES"] = True`` to drop such parts instead.
+    """
+
+    error_code = "unsupported_feature"
+
+
+class SendFleetRecipientsRefused(SendFleetError):
+    """Every recipient of a message was refused (suppressed or invalid); nothing was sent.
+
+    Set ``SENDFLEET["IGNORE_RECIPIENT_STATUS"] = True`` to report this only in
+    ``message.anymail_status``.
+    """
+
+    error_code = "recipients_refused"
+
+
+class SendFleetNetworkError(SendFleetError):
+    """No usable HTTP answer: the connection failed, dropped or timed out.
+
+    ``may_have_been_sent`` tells whether the request may have reached SendFleet. When it may
+    have, the backend does not retry: the API has no idempotency key, so a retry could send
+    the email twice.
+    """
+
+    error_code = "network_error"
+
+    def __init__(self, detail: str = "", *, may_have_been_sent: bool, **kwargs: Any) -> None:
+        kwargs.setdefault("retryable", not may_have_been_sent)
+        super().__init__(detail, **kwargs)
+        self.may_have_been_sent = may_have_been_sent
+
+
+class SendFleetWebhookValidationError(SendFleetError, SuspiciousOperation):
+    """A webhook request failed signature or shape validation."""
+
+    error_code = "webhook_invalid"
+
+
+class SendFleetAPIError(SendFleetError):
+    """SendFleet answered, but not with a usable 2xx."""
+
+    error_code = "api_error"
+
+
+class SendFleetMalformedResponse(SendFleetAPIError):
+    """A 2xx answer without the JSON body the API documents: the email may have been queued."""
+
+    error_code = "malformed_response"
+
+
+class SendFleetValidationError(SendFleetAPIError):
+    """400: the API refused the payload; ``field_errors`` holds its field -> messages dict."""
+
+    error_code = "validation_error"
+
+    def __init__(
+        self, detail: str = "", *, field_errors: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        self.field_errors: dict[str, Any] = field_errors or {}
+
+
+class SendFleetAuthenticationError(SendFleetAPIError):
+    """401: the API key is missing, unknown, revoked or expired."""
+
+    error_code = "authentication_failed"
+
+
+class SendFleetForbidden(SendFleetAPIError):
+    """403: the key works, but the account or domain cannot send. Fix it in the dashboard."""
+
+    error_code = "forbidden"
+
+
+class SendFleetAccountNotAuthorized(SendFleetForbidden):
+    """403 ``unauthorized``: account email unverified, not approved for Shared, or no plan."""
+
+    error_code = "unauthorized"
+
+
+class SendFleetSendingSuspended(SendFleetForbidden):
+    """403 ``sending_suspended``: the account's sending is suspended."""
+
+    error_code = "sending_suspended"
+
+
+class SendFleetDomainError(SendFleetForbidden):
+    """A 403 about the sender's domain; other domains of the account may still send."""
+
+
+class SendFleetDomainNotRegistered(SendFleetDomainError):
+    error_code = "domain_not_registered"
+
+
+class SendFleetDomainNotVerified(SendFleetDomainError):
+    error_code = "domain_not_verified"
+
+
+class SendFleetDKIMNotVerified(SendFleetDomainError):
+    error_code = "dkim_not_verified"
+
+
+class SendFleetDomainModeMismatch(SendFleetDomainError):
+    error_code = "domain_mode_mismatch"
+
+
+class SendFleetRecipientSuppressed(SendFleetAPIError):
+    """422 ``recipient_suppressed``: never send to this address again."""
+
+    error_code = "recipient_suppressed"
+
+
+class SendFleetUsageLimitExceeded(SendFleetAPIError):
+    """429 ``usage_limit_exceeded``: the monthly quota is used up until the 1st or an upgrade."""
+
+    error_code = "usage_limit_exceeded"
+
+
+class SendFleetRateLimited(SendFleetAPIError):
+    """429 without an ``error``: the per-key rate limit (60 requests a minute)."""
+
+    error_code = "rate_limited"
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(detail, **kwargs)
+        self.retry_after = retry_after
+
+
+class SendFleetServerError(SendFleetAPIError):
+    """500 or another unexpected 5xx from SendFleet."""
+
+    error_code = "server_error"
+
+
+class SendFleetQueueError(SendFleetServerError):
+    """502 ``queue_error``: SendFleet could not enqueue the email; safe to retry."""
+
+    error_code = "queue_error"
+
+
+class SendFleetBYOCNotConfigured(SendFleetServerError):
+    """503 ``byoc_not_configured``: SendFleet's own relay is misconfigured; contact support."""
+
+    error_code = "byoc_not_configured"

@@ -1,0 +1,216 @@
+"""What a Django ``EmailMessage`` becomes before it is sent: an ``OutgoingMessage``.
+
+This is where a message is checked against what the API accepts, so that nothing the API would
+refuse costs a request: lengths, addresses, CR/LF in header values, a blank body, and features
+the API has no field for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address, HeaderRegistry
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage
+from django.core.validators import validate_email
+
+from .exceptions import SendFleetInvalidMessage, SendFleetUnsupportedFeature
+from .plaintext import html_to_text
+
+logger = logging.getLogger("django_sendfleet")
+
+MAX_SUBJECT_LENGTH = 256
+MAX_FROM_NAME_LENGTH = 156
+_HEADER_PARSER = HeaderRegistry()
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message as the API will receive it, minus the recipient of each request."""
+
+    from_email: str
+    from_name: str | None
+    subject: str | None
+    text: str
+    html: str | None
+    reply_to: str | None
+    #: Bare addresses, in order, without case-insensitive duplicates across to, cc and bcc.
+    recipients: tuple[str, ...]
+    #: (address as given, why it was refused) for recipients that cannot be sent to.
+    invalid_recipients: tuple[tuple[str, str], ...] = ()
+    #: Features dropped because IGNORE_UNSUPPORTED_FEATURES is on.
+    dropped_features: tuple[str, ...] = ()
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_email.rpartition("@")[2].lower()
+
+
+def parse_address(value: Any, field: str) -> Address:
+    """One address from a header value (``"Name <addr>"`` or ``addr``), validated as the API does.
+
+    Raises ``SendFleetInvalidMessage`` naming the field.
+    """
+    if isinstance(value, Address):
+        address = value
+    else:
+        text = str(value)  # lazy strings
+        _refuse_unsafe_text(text, field)
+        try:
+            header = _HEADER_PARSER("to", text)  # any address header parses one the same way
+            addresses = header.addresses  # type: ignore[attr-defined]
+        except (HeaderParseError, IndexError, ValueError, TypeError) as error:
+            raise SendFleetInvalidMessage(f"{field}: cannot parse {text!r}: {error}") from None
+        if len(addresses) != 1:
+            raise SendFleetInvalidMessage(f"{field}: expected one address, got {text!r}.")
+        address = addresses[0]
+    for part in (address.display_name, address.addr_spec):
+        _refuse_unsafe_text(part, field)
+    try:
+        validate_email(address.addr_spec)
+    except ValidationError:
+        raise SendFleetInvalidMessage(f"{field}: {str(value)!r} is not a valid email address.") from None
+    return address
+
+
+def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool) -> OutgoingMessage:
+    """Check a Django message against the API and turn it into an ``OutgoingMessage``.
+
+    Raises ``SendFleetInvalidMessage`` or ``SendFleetUnsupportedFeature``; no request is made for
+    a message that fails here.
+    """
+    unsupported = _unsupported_features(message)
+    if unsupported and not ignore_unsupported_features:
+        raise SendFleetUnsupportedFeature(
+            "SendFleet cannot send " + ", ".join(unsupported) + ". Remove them, or set "
+            "SENDFLEET['IGNORE_UNSUPPORTED_FEATURES'] = True to drop them."
+        )
+    if unsupported:
+        logger.warning("SendFleet: dropped unsupported %s", ", ".join(unsupported))
+
+    sender = parse_address(message.from_email, "from_email")
+    from_name = _optional_text(sender.display_name, "from_name", MAX_FROM_NAME_LENGTH)
+    subject = _optional_text(message.subject, "subject", MAX_SUBJECT_LENGTH)
+    reply_to_values = _reply_to_values(message)
+    reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
+
+    html = None
+    html_alternatives = [
+        content for content, mimetype in _alternatives(message) if mimetype == "text/html"
+    ]
+    body = str(message.body or "")
+    if message.content_subtype == "html":
+        html, body = body, ""
+    elif html_alternatives:
+        html = str(html_alternatives[0])
+    if html is not None:
+        _refuse_unsafe_body(html, "html")
+        if not html.strip():
+            html = None
+    _refuse_unsafe_body(body, "body")
+    if not body.strip():
+        if html is None:
+            raise SendFleetInvalidMessage(
+                "body: SendFleet requires a non-blank plain-text body (or an HTML alternative)."
+            )
+        body = html_to_text(html)
+
+    recipients, invalid = _recipients(message)
+    return OutgoingMessage(
+        from_email=sender.addr_spec,
+        from_name=from_name,
+        subject=subject,
+        text=body,
+        html=html,
+        reply_to=reply_to,
+        recipients=recipients,
+        invalid_recipients=invalid,
+        dropped_features=tuple(unsupported),
+    )
+
+
+def _recipients(message: EmailMessage) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    seen: set[str] = set()
+    valid: list[str] = []
+    invalid: list[tuple[str, str]] = []
+    for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
+        for value in values:
+            if not value:
+                continue  # as EmailMessage.recipients() does
+            try:
+                address = parse_address(value, field).addr_spec
+            except SendFleetInvalidMessage as error:
+                invalid.append((str(value), error.detail))
+                continue
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                valid.append(address)
+    return tuple(valid), tuple(invalid)
+
+
+def _unsupported_features(message: EmailMessage) -> list[str]:
+    features = []
+    if message.attachments:
+        features.append(f"attachments ({len(message.attachments)})")
+    headers = sorted(h for h in message.extra_headers if h.lower() != "reply-to")
+    if headers:
+        features.append("custom headers (" + ", ".join(headers) + ")")
+    other_alternatives = sorted(
+        {mimetype for _, mimetype in _alternatives(message) if mimetype != "text/html"}
+    )
+    if other_alternatives:
+        features.append("alternatives of type " + ", ".join(other_alternatives))
+    html_count = sum(1 for _, mimetype in _alternatives(message) if mimetype == "text/html")
+    if html_count + (message.content_subtype == "html") > 1:
+        features.append("more than one HTML body")
+    if len(_reply_to_values(message)) > 1:
+        features.append("more than one reply_to address")
+    return features
+
+
+def _alternatives(message: EmailMessage) -> list[tuple[Any, str]]:
+    return [(alt[0], alt[1]) for alt in getattr(message, "alternatives", None) or []]
+
+
+def _reply_to_values(message: EmailMessage) -> list[Any]:
+    for name, value in message.extra_headers.items():
+        if name.lower() == "reply-to":
+            # Django lets a Reply-To header override reply_to; it may list several addresses.
+            try:
+                return list(_HEADER_PARSER("reply-to", str(value)).addresses)  # type: ignore[attr-defined]
+            except (HeaderParseError, IndexError, ValueError, TypeError):
+                return [value]  # parse_address() reports it
+    return list(message.reply_to)
+
+
+def _optional_text(value: Any, field: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    _refuse_unsafe_text(text, field)
+    if not text.strip():
+        return None  # the API's default applies; a blank string would be a 400
+    if len(text.strip()) > max_length:
+        raise SendFleetInvalidMessage(
+            f"{field}: {len(text.strip())} characters; SendFleet allows at most {max_length}."
+        )
+    return text
+
+
+def _refuse_unsafe_text(text: str, field: str) -> None:
+    """Header values: no line breaks (header injection) and nothing the API's fields refuse."""
+    if "\r" in text or "\n" in text:
+        raise SendFleetInvalidMessage(f"{field}: line breaks are not allowed in a header value.")
+    _refuse_unsafe_body(text, field)
+
+
+def _refuse_unsafe_body(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise SendFleetInvalidMessage(f"{field}: NUL characters are not allowed.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SendFleetInvalidMessage(f"{field}: lone surrogate characters are not allowed.") from None

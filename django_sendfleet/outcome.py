@@ -1,0 +1,81 @@
+"""The outcome of a send, attached to the message as ``message.anymail_status``.
+
+The shape follows django-anymail's ``AnymailStatus``, so code that reads anymail's status
+(``status``, ``message_id``, ``recipients``, ``esp_response``) works unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import requests
+
+    from .exceptions import SendFleetError
+
+QUEUED = "queued"  # accepted by SendFleet (200)
+REJECTED = "rejected"  # suppressed: by SendFleet (422) or by the local list
+INVALID = "invalid"  # refused locally: the API would not accept it
+FAILED = "failed"  # SendFleet or the network refused it; nothing was sent
+UNKNOWN = "unknown"  # the request may have reached SendFleet; check before resending
+RECIPIENT_STATUSES = (QUEUED, REJECTED, INVALID, FAILED, UNKNOWN)
+REFUSED_STATUSES = frozenset({REJECTED, INVALID})
+
+
+@dataclass
+class RecipientStatus:
+    status: str
+    message_id: str | None = None
+    error: SendFleetError | None = None
+    attempts: int = 0
+    mode: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    esp_response: requests.Response | None = None
+
+
+@dataclass
+class SendStatus:
+    """Per-recipient results of one message."""
+
+    recipients: dict[str, RecipientStatus] = field(default_factory=dict)
+    #: The answer to the message's last request.
+    esp_response: requests.Response | None = None
+
+    @property
+    def status(self) -> set[str]:
+        return {recipient.status for recipient in self.recipients.values()}
+
+    @property
+    def message_id(self) -> str | set[str] | None:
+        """One id as a string, several (one per recipient) as a set, or None."""
+        ids = {r.message_id for r in self.recipients.values() if r.message_id}
+        if len(ids) == 1:
+            return next(iter(ids))
+        return ids or None
+
+    @property
+    def accepted(self) -> bool:
+        return QUEUED in self.status
+
+    @property
+    def all_refused(self) -> bool:
+        return bool(self.recipients) and self.status <= REFUSED_STATUSES
+
+    def record(self, recipient: str, result: RecipientStatus) -> None:
+        self.recipients[recipient] = result
+        if result.esp_response is not None:
+            self.esp_response = result.esp_response
+
+    def errors(self) -> list[SendFleetError]:
+        return [r.error for r in self.recipients.values() if r.error is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": sorted(self.status),
+            "message_id": self.message_id,
+            "recipients": {
+                address: {"status": r.status, "message_id": r.message_id}
+                for address, r in self.recipients.items()
+            },
+        }

@@ -1,0 +1,183 @@
+"""The django-sendfleet demo: Django's own mail functions, sent through the bundled sandbox.
+
+Run from the repository root: ``python -m testproject.demo``. It starts a SendFleet sandbox on
+127.0.0.1, migrates testproject's database, sends a handful of messages that show each outcome,
+and prints a table of what happened. No account and no network are needed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
+
+BURST_LIMIT = (5, 2)  # the sandbox's rate limit during the burst: 5 requests per 2 seconds
+BURST_SIZE = 8
+
+
+@dataclass
+class Row:
+    scenario: str
+    recipient: str
+    status: str
+    message_id: str
+    attempts: str
+    note: str
+
+
+def main() -> int:
+    sandbox = Sandbox().start()
+    os.environ["SENDFLEET_API_URL"] = sandbox.url
+    os.environ["SENDFLEET_API_KEY"] = SANDBOX_API_KEY
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"SendFleet sandbox listening at {sandbox.url}\n")
+    try:
+        rows = run_scenarios(sandbox)
+    finally:
+        sandbox.stop()
+    print_table(rows)
+    print(
+        f"\n{len(sandbox.accepted)} emails accepted by the sandbox, "
+        f"{len(sandbox.requests)} HTTP requests made, "
+        f"{sandbox.connections_opened} TCP connection(s) opened."
+    )
+    return 0
+
+
+def run_scenarios(sandbox: Sandbox) -> list[Row]:
+    from django.core.mail import EmailMessage, EmailMultiAlternatives, send_mail
+
+    rows: list[Row] = []
+
+    def record(scenario: str, send: Callable[[], list[EmailMessage]]) -> None:
+        try:
+            messages = send()
+            error = None
+        except Exception as caught:  # the demo shows every outcome, errors included
+            messages = [caught.email_message] if getattr(caught, "email_message", None) else []
+            error = caught
+        for message in messages:
+            for address, result in message.anymail_status.recipients.items():
+                note = "; ".join(result.warnings)
+                if result.error is not None:
+                    note = f"{type(result.error).__name__}: {result.error.detail}"
+                rows.append(
+                    Row(
+                        scenario,
+                        address,
+                        result.status,
+                        (result.message_id or "-")[:8],
+                        str(result.attempts or "-"),
+                        note,
+                    )
+                )
+        if error is not None and not messages:
+            rows.append(Row(scenario, "-", "error", "-", "-", f"{type(error).__name__}: {error}"))
+
+    def plain() -> list[EmailMessage]:
+        message = EmailMessage(
+            "Your receipt", "Thanks for your order.", None, ["ann@example.com"]
+        )
+        message.send()
+        return [message]
+
+    def html() -> list[EmailMessage]:
+        message = EmailMultiAlternatives("Your order shipped", "", None, ["bob@example.com"])
+        message.attach_alternative(
+            "<h1>Shipped!</h1><p>Track it <a href='https://example.com/t/1'>here</a>.</p>",
+            "text/html",
+        )
+        message.send()
+        return [message]
+
+    def fan_out() -> list[EmailMessage]:
+        message = EmailMessage(
+            "Team update",
+            "One request per recipient.",
+            None,
+            to=["Carol <carol@example.com>", "dave@example.com"],
+            cc=["CAROL@example.com", "erin@example.com"],
+            bcc=["frank@example.com"],
+        )
+        message.send()
+        return [message]
+
+    def suppressed() -> list[EmailMessage]:
+        message = EmailMessage(
+            "Newsletter", "Hello!", None, ["gina@example.com", "suppressed@example.net"]
+        )
+        message.send()
+        return [message]
+
+    def unverified_domain() -> list[EmailMessage]:
+        send_mail("Hello", "From a domain SES has not verified.", "news@unverified.example",
+                  ["hank@example.com"])
+        return []
+
+    def burst() -> list[EmailMessage]:
+        sandbox.set_rate_limit(*BURST_LIMIT)
+        messages = [
+            EmailMessage(f"Burst {n}", "Paced by Retry-After.", None, [f"burst{n}@example.com"])
+            for n in range(1, BURST_SIZE + 1)
+        ]
+        started = time.monotonic()
+        with default_mailer() as connection:
+            connection.send_messages(messages)
+        print(f"Burst of {BURST_SIZE} under a {BURST_LIMIT[0]}/{BURST_LIMIT[1]}s limit took "
+              f"{time.monotonic() - started:.1f} s (throttled sends waited for Retry-After).\n")
+        return messages
+
+    def warnings() -> list[EmailMessage]:
+        message = EmailMessage("DNS", "SPF and DMARC missing.", "ops@nospf.example.com",
+                               ["ivy@example.com"])
+        message.send()
+        return [message]
+
+    record("plain text (send_mail)", plain)
+    record("HTML only", html)
+    record("to+cc+bcc fan-out", fan_out)
+    record("suppressed recipient", suppressed)
+    record("unverified domain", unverified_domain)
+    record("DNS warnings", warnings)
+    record("throttled burst", burst)
+    return rows
+
+
+def default_mailer():
+    """The default mailer: ``mailers.default`` on Django 6.1+, ``get_connection()`` before."""
+    from django.core import mail
+
+    if hasattr(mail, "mailers"):
+        return mail.mailers.default
+    return mail.get_connection()
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = Row("scenario", "recipient", "status", "msg id", "tries", "note")
+    columns = ["scenario", "recipient", "status", "message_id", "attempts"]
+    widths = {c: max(len(getattr(r, c)) for r in [headers, *rows]) for c in columns}
+
+    def line(row: Row) -> str:
+        cells = [getattr(row, c).ljust(widths[c]) for c in columns]
+        note = textwrap.shorten(row.note, 70, placeholder="...") if row.note else ""
+        return "  ".join([*cells, note]).rstrip()
+
+    print(line(headers))
+    print("  ".join("-" * widths[c] for c in columns) + "  " + "-" * 4)
+    for row in rows:
+        print(line(row))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
