@@ -77,9 +77,9 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
             return int(count), float(int(multiple or 1) * _RATE_PERIODS[unit])
     elif isinstance(value, tuple | list) and len(value) == 2:
         count, seconds = value
-        if isinstance(count, int) and isinstance(seconds, int | float) and seconds > 0:
-            if count > 0:
-                return count, float(seconds)
+        valid_count = isinstance(count, int) and not isinstance(count, bool) and count > 0
+        if valid_count and isinstance(seconds, int | float) and seconds > 0:
+            return count, float(seconds)
     raise SendFleetConfigurationError(
         f"SendFleet {name} must look like '60/min', '10/s', '500/h' or (requests, seconds), "
         f"or be None; not {value!r}."

@@ -7,11 +7,13 @@ the API has no field for.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address, HeaderRegistry
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
@@ -49,30 +51,57 @@ class OutgoingMessage:
         return self.from_email.rpartition("@")[2].lower()
 
 
-def parse_address(value: Any, field: str) -> Address:
+class ParsedAddress(NamedTuple):
+    display_name: str
+    addr_spec: str
+
+
+# Most addresses are plain "addr" or "Name <addr>": those skip the email package's full RFC 5322
+# parser, which costs about half a millisecond per address. Anything with quotes, commas,
+# comments or encoded words still goes through it.
+_SIMPLE_ADDRESS = re.compile(
+    r"^\s*(?:(?P<name>[^<>\"(),;:@\\]*?)\s*<(?P<bracketed>[^<>\s\"(),;:\\]+)>"
+    r"|(?P<bare>[^<>\s\"(),;:\\]+))\s*$"
+)
+
+
+def parse_address(value: Any, field: str) -> ParsedAddress:
     """One address from a header value (``"Name <addr>"`` or ``addr``), validated as the API does.
 
     Raises ``SendFleetInvalidMessage`` naming the field.
     """
     if isinstance(value, Address):
-        address = value
+        return _validated(ParsedAddress(value.display_name, value.addr_spec), field, value)
+    return _parse_address_text(str(value), field)  # str(): lazy strings
+
+
+@functools.lru_cache(maxsize=512)  # senders and reply-to addresses repeat across a batch
+def _parse_address_text(text: str, field: str) -> ParsedAddress:
+    _refuse_unsafe_text(text, field)
+    simple = _SIMPLE_ADDRESS.match(text) if "=?" not in text else None
+    if simple:
+        name = simple["name"] or ""
+        address = ParsedAddress(name, simple["bracketed"] or simple["bare"])
     else:
-        text = str(value)  # lazy strings
-        _refuse_unsafe_text(text, field)
         try:
-            header = _HEADER_PARSER("to", text)  # any address header parses one the same way
-            addresses = header.addresses  # type: ignore[attr-defined]
+            addresses = _HEADER_PARSER("to", text).addresses  # type: ignore[attr-defined]
         except (HeaderParseError, IndexError, ValueError, TypeError) as error:
             raise SendFleetInvalidMessage(f"{field}: cannot parse {text!r}: {error}") from None
         if len(addresses) != 1:
             raise SendFleetInvalidMessage(f"{field}: expected one address, got {text!r}.")
-        address = addresses[0]
-    for part in (address.display_name, address.addr_spec):
+        address = ParsedAddress(addresses[0].display_name, addresses[0].addr_spec)
+    return _validated(address, field, text)
+
+
+def _validated(address: ParsedAddress, field: str, given: Any) -> ParsedAddress:
+    for part in address:
         _refuse_unsafe_text(part, field)
     try:
         validate_email(address.addr_spec)
     except ValidationError:
-        raise SendFleetInvalidMessage(f"{field}: {str(value)!r} is not a valid email address.") from None
+        raise SendFleetInvalidMessage(
+            f"{field}: {str(given)!r} is not a valid email address."
+        ) from None
     return address
 
 
@@ -213,4 +242,6 @@ def _refuse_unsafe_body(text: str, field: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise SendFleetInvalidMessage(f"{field}: lone surrogate characters are not allowed.") from None
+        raise SendFleetInvalidMessage(
+            f"{field}: lone surrogate characters are not allowed."
+        ) from None

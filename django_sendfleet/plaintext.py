@@ -15,8 +15,9 @@ from html.parser import HTMLParser
 HTML_ONLY_FALLBACK = "This message has HTML content only; open it in an HTML-capable mail reader."
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote dd div dl dt fieldset figcaption figure footer form h1 h2 "
-    "h3 h4 h5 h6 header hr li main nav ol p pre section table tr ul".split()
+    {"address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "fieldset"}
+    | {"figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header"}
+    | {"hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul"}
 )
 _SKIPPED_TAGS = frozenset({"head", "script", "style", "template", "title"})
 

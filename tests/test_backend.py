@@ -192,8 +192,10 @@ def test_domain_error_skips_that_domain_but_not_others(sandbox):
 
 
 def test_fail_silently_returns_the_count_instead_of_raising(sandbox):
-    assert send_mail("Hi", "Body", "shop@unverified.example", ["a@example.com"],
-                     fail_silently=True) == 0
+    assert (
+        send_mail("Hi", "Body", "shop@unverified.example", ["a@example.com"], fail_silently=True)
+        == 0
+    )
 
 
 def test_queue_error_is_retried_after_1_then_2_seconds(sandbox, retry_waits):
@@ -288,8 +290,9 @@ def test_malformed_success_body_is_unknown_not_retried(sandbox, retry_waits):
 
 
 def test_api_validation_error_carries_the_field_errors(sandbox):
-    client = SendFleetClient(api_url=sandbox.url, api_key=SANDBOX_API_KEY, timeout=5,
-                             max_retry_wait=0)
+    client = SendFleetClient(
+        api_url=sandbox.url, api_key=SANDBOX_API_KEY, timeout=5, max_retry_wait=0
+    )
     with pytest.raises(exc.SendFleetValidationError) as caught:
         client.send({})
     assert caught.value.field_errors["to"] == ["This field is required."]

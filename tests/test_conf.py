@@ -40,7 +40,9 @@ def test_key_falls_back_to_the_environment(sendfleet_settings, monkeypatch, sand
 
 def test_settings_are_read_when_used_so_override_settings_applies(sandbox):
     connection = EmailBackend()
-    with override_settings(SENDFLEET={"API_KEY": SANDBOX_API_KEY, "API_URL": "http://127.0.0.1:1/x/"}):
+    with override_settings(
+        SENDFLEET={"API_KEY": SANDBOX_API_KEY, "API_URL": "http://127.0.0.1:1/x/"}
+    ):
         assert connection.settings.api_url == "http://127.0.0.1:1/x/"
     assert connection.settings.api_url == sandbox.url
 
@@ -67,8 +69,14 @@ def test_bad_values_raise_configuration_errors(sendfleet_settings, key, value):
 
 @pytest.mark.parametrize(
     ("value", "parsed"),
-    [("60/min", (60, 60.0)), ("10/s", (10, 1.0)), ("10/2s", (10, 2.0)), ("500/h", (500, 3600.0)),
-     ((10, 2), (10, 2.0)), (None, None)],
+    [
+        ("60/min", (60, 60.0)),
+        ("10/s", (10, 1.0)),
+        ("10/2s", (10, 2.0)),
+        ("500/h", (500, 3600.0)),
+        ((10, 2), (10, 2.0)),
+        (None, None),
+    ],
 )
 def test_rate_limit_forms(sendfleet_settings, value, parsed):
     sendfleet_settings["RATE_LIMIT"] = value

@@ -33,7 +33,9 @@ def test_recipients_are_fanned_out_across_to_cc_bcc_without_case_insensitive_dup
 
 
 def test_sender_display_name_becomes_from_name_and_unicode_survives():
-    message = EmailMessage("Hi", "Body", '"Zoë Ünïcödé, Shop" <shop@example.com>', ["a@example.com"])
+    message = EmailMessage(
+        "Hi", "Body", '"Zoë Ünïcödé, Shop" <shop@example.com>', ["a@example.com"]
+    )
     payload = build_payloads(prepare(message))["a@example.com"]
     assert payload["from_email"] == "shop@example.com"
     assert payload["from_name"] == "Zoë Ünïcödé, Shop"
@@ -42,7 +44,9 @@ def test_sender_display_name_becomes_from_name_and_unicode_survives():
 def test_lazy_strings_are_resolved():
     lazy_str = lazy(lambda s: s, str)
     message = EmailMessage(
-        lazy_str("Lazy subject"), lazy_str("Lazy body"), lazy_str("Shop <shop@example.com>"),
+        lazy_str("Lazy subject"),
+        lazy_str("Lazy body"),
+        lazy_str("Shop <shop@example.com>"),
         ["a@example.com"],
     )
     payload = build_payloads(prepare(message))["a@example.com"]

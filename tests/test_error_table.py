@@ -1,0 +1,125 @@
+"""The error table: each answer maps to its row, class and retry schedule.
+
+Unit tests: answers are built in memory (the behaviour tests use the sandbox over HTTP).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from django_sendfleet import error_table
+from django_sendfleet import exceptions as exc
+
+
+def answer(status, body=None, headers=None, text=None):
+    response = requests.Response()
+    response.status_code = status
+    response._content = (text if text is not None else json.dumps(body or {})).encode()
+    response.headers.update(headers or {})
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exception", "retryable"),
+    [
+        (400, {"to": ["Enter a valid email address."]}, exc.SendFleetValidationError, False),
+        (401, {"detail": "Invalid API key."}, exc.SendFleetAuthenticationError, False),
+        (403, {"error": "unauthorized"}, exc.SendFleetAccountNotAuthorized, False),
+        (403, {"error": "domain_not_registered"}, exc.SendFleetDomainNotRegistered, False),
+        (403, {"error": "domain_not_verified"}, exc.SendFleetDomainNotVerified, False),
+        (403, {"error": "dkim_not_verified"}, exc.SendFleetDKIMNotVerified, False),
+        (403, {"error": "domain_mode_mismatch"}, exc.SendFleetDomainModeMismatch, False),
+        (403, {"error": "sending_suspended"}, exc.SendFleetSendingSuspended, False),
+        (403, {"detail": "IP blocked"}, exc.SendFleetForbidden, False),
+        (422, {"error": "recipient_suppressed"}, exc.SendFleetRecipientSuppressed, False),
+        (429, {"error": "usage_limit_exceeded"}, exc.SendFleetUsageLimitExceeded, False),
+        (429, {"detail": "Request was throttled."}, exc.SendFleetRateLimited, True),
+        (500, {"error": "anything"}, exc.SendFleetServerError, True),
+        (502, {"error": "queue_error"}, exc.SendFleetQueueError, True),
+        (503, {"error": "byoc_not_configured"}, exc.SendFleetBYOCNotConfigured, False),
+        (504, {}, exc.SendFleetServerError, False),
+        (404, {"detail": "Not found."}, exc.SendFleetAPIError, False),
+    ],
+)
+def test_each_answer_maps_to_its_exception_and_retry_rule(status, body, exception, retryable):
+    error = error_table.error_for_response(answer(status, body))
+    assert type(error) is exception
+    assert error.retryable is retryable
+    assert error.status_code == status
+
+
+def test_a_code_sent_with_the_wrong_status_is_not_trusted():
+    # A 429 with an unknown "error" is still the throttle (retryable), never a quota stop.
+    error = error_table.error_for_response(answer(429, {"error": "domain_not_verified"}))
+    assert type(error) is exc.SendFleetRateLimited
+
+
+def test_validation_error_keeps_the_field_errors_and_describes_them():
+    error = error_table.error_for_response(
+        answer(400, {"message": ["This field may not be blank."]})
+    )
+    assert error.field_errors == {"message": ["This field may not be blank."]}
+    assert error.detail == "message: This field may not be blank."
+
+
+def test_non_json_error_body_still_maps_by_status():
+    error = error_table.error_for_response(answer(502, text="<html>Bad Gateway</html>"))
+    assert type(error) is exc.SendFleetServerError and not error.retryable
+
+
+@pytest.mark.parametrize(
+    ("code", "waits"),
+    [("queue_error", [1, 2, 4, None]), ("connection_failed", [1, 2, 4, None])],
+)
+def test_backoff_schedules(code, waits):
+    spec = error_table.SPECS_BY_CODE[code]
+    error = (
+        spec.exception("x", error_code=code, retryable=True, may_have_been_sent=False)
+        if spec.exception is exc.SendFleetNetworkError
+        else spec.exception("x", retryable=True)
+    )
+    assert [error_table.retry_wait(error, n) for n in range(1, 5)] == waits
+
+
+def test_server_error_is_retried_once_after_two_to_five_seconds():
+    error = exc.SendFleetServerError("x", retryable=True)
+    assert 2 <= error_table.retry_wait(error, 1) <= 5
+    assert error_table.retry_wait(error, 2) is None
+
+
+def test_throttle_honours_retry_after_else_backs_off_exponentially():
+    with_header = error_table.error_for_response(answer(429, {}, {"Retry-After": "7"}))
+    assert error_table.retry_wait(with_header, 1) == 7
+    without = error_table.error_for_response(answer(429, {}))
+    assert [error_table.retry_wait(without, n) for n in range(1, 7)] == [1, 2, 4, 8, 16, None]
+
+
+def test_retry_after_as_an_http_date():
+    assert error_table.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert error_table.parse_retry_after("soon") is None
+
+
+def test_maybe_sent_network_error_is_never_retried():
+    error = exc.SendFleetNetworkError("x", may_have_been_sent=True, error_code="network_error")
+    assert error_table.retry_wait(error, 1) is None
+
+
+def test_every_exception_class_has_a_row():
+    classes = {spec.exception for spec in error_table.ERROR_TABLE}
+    abstract = {exc.SendFleetError, exc.SendFleetDomainError, exc.SendFleetWebhookValidationError}
+    concrete = {
+        cls
+        for cls in vars(exc).values()
+        if isinstance(cls, type) and issubclass(cls, exc.SendFleetError) and cls not in abstract
+    }
+    assert concrete <= classes, concrete - classes
+
+
+def test_error_reference_docs_are_generated_from_the_table():
+    script = Path(__file__).resolve().parent.parent / "docs" / "error_reference.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
