@@ -8,6 +8,7 @@ without duplicates), over one connection for the whole batch. Each message gets
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,19 +16,24 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from . import error_table
+from . import error_table, signals
 from .batch import BatchGuard
 from .client import SendFleetClient
 from .conf import MAILER_OPTION_NAMES, SendFleetSettings
 from .exceptions import (
     SendFleetError,
+    SendFleetForbidden,
     SendFleetInvalidMessage,
     SendFleetRecipientsRefused,
+    SendFleetRecipientSuppressed,
     SendFleetUnsupportedFeature,
 )
+from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
-from .outcome import INVALID, QUEUED, REFUSED_STATUSES, RecipientStatus, SendStatus
+from .models import Suppression, normalise_email
+from .outcome import INVALID, QUEUED, REFUSED_STATUSES, REJECTED, RecipientStatus, SendStatus
 from .payloads import build_payloads
+from .suppressions import count_stopped_sends, suppress, suppressed_among
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -79,45 +85,84 @@ class EmailBackend(BaseEmailBackend):
             return 0
         opened_here = self.open()
         batch = BatchGuard()
+        log = self._log_batch()
         sent = 0
         try:
             for message in email_messages:
                 try:
-                    if self._send_message(message, batch):
+                    if self._send_message(message, batch, log):
                         sent += 1
                 except SendFleetError as error:
                     if not self.fail_silently:
                         raise
                     logger.warning("SendFleet send failed (fail_silently): %s", error)
         finally:
+            if log is not None:
+                log.write()
             if opened_here:
                 self.close()
         return sent
 
-    def _send_message(self, message: EmailMessage, batch: BatchGuard) -> bool:
+    def _log_batch(self) -> SendLogBatch | None:
+        if not self.settings.send_log:
+            return None
+        key = self.settings.api_key
+        return SendLogBatch(
+            mailer=self.alias or "default",
+            log_content=self.settings.log_content,
+            secrets=(key, key.partition(".")[2]),
+        )
+
+    def _send_message(
+        self, message: EmailMessage, batch: BatchGuard, log: SendLogBatch | None
+    ) -> bool:
         status = SendStatus()
         message.anymail_status = status  # type: ignore[attr-defined]
         if not message.recipients():
             return False
+        if signals.cancelled_by_receiver(type(self), message=message, mailer=self.alias):
+            status.cancelled = True
+            logger.info("SendFleet send cancelled by a pre_send receiver: %s", message.subject)
+            return False
+        report = _Reporter(self, message, status, log)
         try:
             outgoing = prepare_message(
                 message, ignore_unsupported_features=self.settings.ignore_unsupported_features
             )
         except (SendFleetInvalidMessage, SendFleetUnsupportedFeature) as error:
             error.email_message = message
-            for recipient in message.recipients():
-                status.record(str(recipient), RecipientStatus(INVALID, error=error))
             logger.warning("SendFleet refused a message locally: %s", error)
+            for recipient in message.recipients():
+                report(None, str(recipient), RecipientStatus(INVALID, error=error))
+            report.finish()
             raise
 
         for given, reason in outgoing.invalid_recipients:
             error = SendFleetInvalidMessage(reason, email_message=message, recipient=given)
-            status.record(given, RecipientStatus(INVALID, error=error))
             logger.warning("SendFleet refused recipient %s locally: %s", given, reason)
-        for recipient, payload in build_payloads(outgoing).items():
-            status.record(recipient, self._send_one(message, outgoing, recipient, payload, batch))
+            report(outgoing, given, RecipientStatus(INVALID, error=error))
+        payloads = build_payloads(outgoing)
+        suppressed = suppressed_among(payloads) if self.settings.check_suppressions else set()
+        for recipient, payload in payloads.items():
+            if normalise_email(recipient) in suppressed:
+                result = self._stopped_by_suppression(message, recipient)
+            else:
+                result = self._send_one(message, outgoing, recipient, payload, batch)
+            report(outgoing, recipient, result)
+        if suppressed:
+            count_stopped_sends(suppressed)
+        report.finish()
         self._raise_for(message, status)
         return status.accepted
+
+    def _stopped_by_suppression(self, message: EmailMessage, recipient: str) -> RecipientStatus:
+        logger.warning("SendFleet send to %s rejected: on the local suppression list", recipient)
+        error = SendFleetRecipientSuppressed(
+            "On the local suppression list: not sent.",
+            email_message=message,
+            recipient=recipient,
+        )
+        return RecipientStatus(REJECTED, error=error)
 
     def _send_one(
         self,
@@ -138,6 +183,7 @@ class EmailBackend(BaseEmailBackend):
                 error_table.spec_for_error(blocker).recipient_status, error=blocker
             )
         assert self.client is not None
+        started = time.monotonic()
         try:
             accepted = self.client.send(payload)
         except SendFleetError as error:
@@ -148,6 +194,7 @@ class EmailBackend(BaseEmailBackend):
                 error=error,
                 attempts=error.attempts,
                 esp_response=error.response,
+                duration_ms=_milliseconds_since(started),
             )
             logger.warning(
                 "SendFleet send to %s %s after %d attempt(s): %s",
@@ -171,6 +218,7 @@ class EmailBackend(BaseEmailBackend):
             mode=accepted.mode,
             warnings=accepted.warnings,
             esp_response=accepted.response,
+            duration_ms=_milliseconds_since(started),
         )
 
     def _raise_for(self, message: EmailMessage, status: SendStatus) -> None:
@@ -184,3 +232,57 @@ class EmailBackend(BaseEmailBackend):
                 + ", ".join(f"{address} ({r.status})" for address, r in status.recipients.items()),
                 email_message=message,
             )
+
+
+def _milliseconds_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+class _Reporter:
+    """Tells everyone who listens what became of each recipient: the status, the log, signals."""
+
+    def __init__(
+        self,
+        backend: EmailBackend,
+        message: EmailMessage,
+        status: SendStatus,
+        log: SendLogBatch | None,
+    ) -> None:
+        self.sender = type(backend)
+        self.message = message
+        self.status = status
+        self.log = log
+
+    def __call__(
+        self, outgoing: OutgoingMessage | None, recipient: str, result: RecipientStatus
+    ) -> None:
+        self.status.record(recipient, result)
+        if self.log is not None:
+            self.log.add(self.message, outgoing, recipient, result)
+        error = result.error
+        if error is None:
+            return
+        message = self.message
+        if isinstance(error, SendFleetRecipientSuppressed):
+            source = "local" if error.status_code is None else "api"
+            if source == "api":
+                suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
+            signals.recipient_suppressed.send_robust(
+                self.sender, message=message, recipient=recipient, error=error, source=source
+            )
+            return
+        if isinstance(error, SendFleetForbidden) and error.recipient == recipient:
+            signals.send_forbidden.send_robust(
+                self.sender,
+                message=message,
+                recipient=recipient,
+                error=error,
+                error_code=error.error_code,
+                from_domain=outgoing.from_domain if outgoing else None,
+            )
+        signals.send_failed.send_robust(
+            self.sender, message=message, recipient=recipient, error=error
+        )
+
+    def finish(self) -> None:
+        signals.post_send.send_robust(self.sender, message=self.message, status=self.status)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 
 from .exceptions import SendFleetConfigurationError
@@ -99,6 +100,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("IGNORE_RECIPIENT_STATUS", False, _boolean),
     # Reserved for the shared rate limiter: validated now, enforced once the limiter exists.
     Option("RATE_LIMIT", "60/min", _rate_limit),
+    Option("SEND_LOG", True, _boolean),
+    Option("CHECK_SUPPRESSIONS", True, _boolean),
+    Option("LOG_CONTENT", False, _boolean),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -182,3 +186,24 @@ class SendFleetSettings:
     @property
     def rate_limit(self) -> tuple[int, float] | None:
         return self._get("RATE_LIMIT")
+
+    @property
+    def send_log(self) -> bool:
+        return self._uses_models("SEND_LOG")
+
+    @property
+    def check_suppressions(self) -> bool:
+        return self._uses_models("CHECK_SUPPRESSIONS")
+
+    @property
+    def log_content(self) -> bool:
+        return self._get("LOG_CONTENT")
+
+    def _uses_models(self, name: str) -> bool:
+        enabled: bool = self._get(name)
+        if enabled and not apps.is_installed("django_sendfleet"):
+            raise SendFleetConfigurationError(
+                f"SENDFLEET['{name}'] is on, which needs 'django_sendfleet' in INSTALLED_APPS "
+                f"(then run migrate); or set it to False."
+            )
+        return enabled

@@ -32,6 +32,8 @@ class RecipientStatus:
     mode: str | None = None
     warnings: list[str] = field(default_factory=list)
     esp_response: requests.Response | None = None
+    #: Milliseconds spent on this recipient's requests, retries and waits included.
+    duration_ms: int | None = None
 
 
 @dataclass
@@ -41,6 +43,8 @@ class SendStatus:
     recipients: dict[str, RecipientStatus] = field(default_factory=dict)
     #: The answer to the message's last request.
     esp_response: requests.Response | None = None
+    #: A pre_send receiver raised CancelSend: nothing was sent.
+    cancelled: bool = False
 
     @property
     def status(self) -> set[str]:

@@ -1,10 +1,6 @@
-import django
 import pytest
 
 from django_sendfleet import client
-from django_sendfleet.sandbox import SANDBOX_API_KEY
-
-BACKEND = "django_sendfleet.backends.EmailBackend"
 
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
 
@@ -15,15 +11,10 @@ def sandbox(sendfleet_sandbox):
 
 
 @pytest.fixture
-def sendfleet_settings(settings, sandbox):
-    """Point the backend at this test's sandbox; the test may change the dict further."""
-    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY, "API_URL": sandbox.url, "TIMEOUT": 5}
-    # Django's test environment swaps every mailer for locmem; put ours back.
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {"default": {"BACKEND": BACKEND}}
-    else:
-        settings.EMAIL_BACKEND = BACKEND
-    return settings.SENDFLEET
+def sendfleet_settings(sendfleet_backend):
+    """The plugin's fixture, with a short timeout so a broken test fails fast."""
+    sendfleet_backend["TIMEOUT"] = 5
+    return sendfleet_backend
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import User
 from django.core.mail import EmailMessage, EmailMultiAlternatives, mail_admins, send_mail
 
+from django_sendfleet import __version__
 from django_sendfleet import exceptions as exc
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.client import USER_AGENT, SendFleetClient
@@ -21,7 +22,7 @@ from django_sendfleet.sandbox import (
     UNAPPROVED_API_KEY,
 )
 
-pytestmark = pytest.mark.usefixtures("sendfleet_settings")
+pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
 SENDER = "Shop <shop@example.com>"
 
@@ -337,8 +338,9 @@ def test_each_send_is_logged_and_the_api_key_never_is(sandbox, caplog):
     assert all(secret not in r.getMessage() for r in caplog.records)
 
 
-def test_the_client_identifies_itself():
-    assert USER_AGENT.startswith("django-sendfleet/")
+def test_the_client_identifies_itself_with_its_version(sandbox):
+    message().send()
+    assert sandbox.requests[0].user_agent == USER_AGENT == f"django-sendfleet/{__version__}"
 
 
 def test_an_opened_connection_is_reused_across_send_messages_calls(sandbox):

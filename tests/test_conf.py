@@ -10,7 +10,7 @@ from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
-pytestmark = pytest.mark.usefixtures("sendfleet_settings")
+pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
 BACKEND = "django_sendfleet.backends.EmailBackend"
 

@@ -7,10 +7,13 @@ Enable with ``pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]`` in a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from . import Sandbox
+from . import SANDBOX_API_KEY, Sandbox
+
+BACKEND = "django_sendfleet.backends.EmailBackend"
 
 
 @pytest.fixture
@@ -22,3 +25,21 @@ def sendfleet_sandbox() -> Iterator[Sandbox]:
     """
     with Sandbox() as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def sendfleet_backend(settings: Any, sendfleet_sandbox: Sandbox) -> dict[str, Any]:
+    """Send this test's email through django-sendfleet to ``sendfleet_sandbox``.
+
+    Needs pytest-django (its ``settings`` fixture). Django's test environment replaces every
+    mailer with the locmem backend; this puts the SendFleet backend back as the default
+    mailer and returns the ``SENDFLEET`` dict, which the test may change further.
+    """
+    import django
+
+    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY, "API_URL": sendfleet_sandbox.url}
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": BACKEND}}
+    else:
+        settings.EMAIL_BACKEND = BACKEND
+    return settings.SENDFLEET

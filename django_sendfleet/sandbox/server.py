@@ -161,7 +161,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _send_email(self, body: bytes) -> None:
         response = self.server.state.handle(
-            self.headers.get("X-API-Key"), body, self.client_address[0], self.connection_id
+            self.headers.get("X-API-Key"),
+            body,
+            self.client_address[0],
+            self.connection_id,
+            self.headers.get("User-Agent", ""),
         )
         if response.delay:
             time.sleep(response.delay)

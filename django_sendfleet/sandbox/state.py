@@ -141,6 +141,7 @@ class RecordedRequest:
     status: int  # 0 when the connection was dropped without an answer
     response: dict[str, Any] | str | None  # str for a non-JSON answer, None when dropped
     message_id: str | None  # set for accepted messages only
+    user_agent: str = ""
 
 
 def _error(status: int, code: str, detail: str) -> Response:
@@ -248,7 +249,12 @@ class SandboxState:
             return [request for request in self._requests if request.message_id is not None]
 
     def handle(
-        self, api_key: str | None, body: bytes, client_ip: str, connection_id: int = 0
+        self,
+        api_key: str | None,
+        body: bytes,
+        client_ip: str,
+        connection_id: int = 0,
+        user_agent: str = "",
     ) -> Response:
         """Answer one ``POST /api/send/`` and record it."""
         arrived = time.time()
@@ -259,7 +265,7 @@ class SandboxState:
             data, parse_error = None, str(exc)
         with self._lock:
             response = self._respond(api_key, data, parse_error, client_ip)
-            self._record(arrived, api_key, client_ip, connection_id, data, response)
+            self._record(arrived, api_key, client_ip, connection_id, data, response, user_agent)
         return replace(response, delay=response.delay + self._latency)
 
     def _record(
@@ -270,6 +276,7 @@ class SandboxState:
         connection_id: int,
         data: Any,
         response: Response,
+        user_agent: str,
     ) -> None:
         if response.drop:
             answer: dict[str, Any] | str | None = None
@@ -287,6 +294,7 @@ class SandboxState:
                 status=0 if response.drop else response.status,
                 response=answer,
                 message_id=response.body.get("message_id") if response.status == 200 else None,
+                user_agent=user_agent,
             )
         )
 

@@ -1,0 +1,85 @@
+"""The send log: one ``SendLog`` row per recipient send, written together per batch."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, transaction
+
+from .models import DETAIL_MAX_LENGTH, SendLog
+from .status import log_status_for
+
+if TYPE_CHECKING:
+    from django.core.mail import EmailMessage
+
+    from .message import OutgoingMessage
+    from .outcome import RecipientStatus
+
+logger = logging.getLogger("django_sendfleet")
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Remove secrets from text meant for storage, and bound its length."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    if len(text) > DETAIL_MAX_LENGTH:
+        text = text[: DETAIL_MAX_LENGTH - 1] + "…"
+    return text
+
+
+class SendLogBatch:
+    """Collects the rows of one ``send_messages`` call and writes them in one statement."""
+
+    def __init__(self, *, mailer: str, log_content: bool, secrets: tuple[str, ...]) -> None:
+        self.mailer = mailer
+        self.log_content = log_content
+        self._secrets = secrets
+        self.rows: list[SendLog] = []
+
+    def add(
+        self,
+        message: EmailMessage,
+        outgoing: OutgoingMessage | None,
+        recipient: str,
+        result: RecipientStatus,
+    ) -> None:
+        error = result.error
+        fields: dict[str, Any] = {
+            "mailer": self.mailer,
+            "message_id": result.message_id or "",
+            "recipient": recipient[:254],
+            "from_email": (outgoing.from_email if outgoing else str(message.from_email))[:254],
+            "subject": ((outgoing.subject if outgoing else str(message.subject)) or "")[:256],
+            "status": log_status_for(result.status),
+            "http_status": (error.status_code if error else 200) if result.attempts else None,
+            "error_code": (error.error_code or "") if error else "",
+            "detail": redact(error.detail, self._secrets) if error else "",
+            "mode": result.mode or "",
+            "warnings": result.warnings,
+            "attempts": result.attempts,
+            "duration_ms": result.duration_ms,
+        }
+        if self.log_content and outgoing is not None:
+            fields |= {
+                "from_name": outgoing.from_name or "",
+                "reply_to": outgoing.reply_to or "",
+                "text_body": outgoing.text,
+                "html_body": outgoing.html or "",
+            }
+        self.rows.append(SendLog(**fields))
+
+    def write(self) -> None:
+        """Write the collected rows. A failure is logged, never raised: the mail already went."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            # A savepoint, so a failure here cannot break the caller's transaction.
+            with transaction.atomic():
+                SendLog.objects.bulk_create(rows)
+        except DatabaseError:
+            logger.exception("SendFleet could not write %d send log rows", len(rows))

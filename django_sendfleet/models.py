@@ -1,0 +1,89 @@
+"""The send log (one row per recipient send) and the local mirror of the suppression list."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from .status import LogStatus
+
+DETAIL_MAX_LENGTH = 1000
+
+
+def normalise_email(address: str) -> str:
+    """Suppression lookups are case-insensitive: addresses are stored and compared like this."""
+    return address.strip().lower()
+
+
+class SendLog(models.Model):
+    """One recipient of one message, and what became of it."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    mailer = models.CharField(max_length=100, blank=True, help_text="The mailer alias.")
+    message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    recipient = models.CharField(max_length=254, db_index=True)
+    from_email = models.CharField(max_length=254)
+    subject = models.CharField(max_length=256, blank=True)
+    status = models.CharField(max_length=16, choices=LogStatus.choices, default=LogStatus.PENDING)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, db_index=True)
+    detail = models.CharField(max_length=DETAIL_MAX_LENGTH, blank=True)
+    mode = models.CharField(max_length=8, blank=True, help_text="byoc or shared")
+    warnings = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Message content: stored only when SENDFLEET["LOG_CONTENT"] is True.
+    from_name = models.CharField(max_length=156, blank=True)
+    reply_to = models.CharField(max_length=254, blank=True)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "send log entry"
+        verbose_name_plural = "send log"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The changelist's default order, its date filter and the retention query.
+            models.Index(fields=["-created_at", "-id"], name="sendfleet_log_created"),
+            # One per admin filter, each ordered like the changelist.
+            models.Index(fields=["status", "-created_at"], name="sendfleet_log_status"),
+            models.Index(fields=["error_code", "-created_at"], name="sendfleet_log_error"),
+            models.Index(fields=["mode", "-created_at"], name="sendfleet_log_mode"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.status}"
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.text_body)
+
+
+class Suppression(models.Model):
+    """An address never to send to again; checked before every send."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "hard bounce"
+        COMPLAINT = "complaint", "complaint"
+        API_REJECTED = "api_rejected", "rejected by SendFleet (422)"
+        MANUAL = "manual", "added by hand"
+
+    email = models.CharField(max_length=254, unique=True, help_text="Stored in lower case.")
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
+    source = models.CharField(max_length=32, blank=True, help_text="api, webhook, admin...")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    hits = models.PositiveIntegerField(default=0, help_text="Sends stopped by this entry.")
+    note = models.TextField(blank=True)
+    message_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.email = normalise_email(self.email)
+        super().save(*args, **kwargs)
