@@ -1,5 +1,9 @@
-"""The Django/Python matrix, run by .ci/run: ``nox -f .ci/noxfile.py``."""
+"""The Django/Python/database matrix, run by .ci/run: ``nox -f .ci/noxfile.py``.
 
+PostgreSQL sessions need ``POSTGRES_URL`` (``.ci/services.sh`` starts a server and sets it).
+"""
+
+import os
 from pathlib import Path
 
 import nox
@@ -8,17 +12,30 @@ ROOT = Path(__file__).resolve().parent.parent
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
-# (Python, Django): each supported Django on the oldest Python it is tested with.
-MATRIX = [("3.11", "5.2"), ("3.12", "6.0"), ("3.13", "6.1")]
+# (Python, Django, database): every supported Django on SQLite; the oldest and newest on
+# PostgreSQL too.
+MATRIX = [
+    ("3.11", "5.2", "sqlite"),
+    ("3.12", "6.0", "sqlite"),
+    ("3.13", "6.1", "sqlite"),
+    ("3.11", "5.2", "postgres"),
+    ("3.13", "6.1", "postgres"),
+]
 
 
 @nox.session
-@nox.parametrize(("python", "django"), MATRIX, ids=[f"django{d}" for _, d in MATRIX])
-def tests(session: nox.Session, django: str) -> None:
+@nox.parametrize(
+    ("python", "django", "database"), MATRIX, ids=[f"django{d}-{db}" for _, d, db in MATRIX]
+)
+def tests(session: nox.Session, django: str, database: str) -> None:
     session.chdir(ROOT)
-    session.install("-q", "-e", ".[test]", f"django~={django}.0")
+    extras = "test,postgres" if database == "postgres" else "test"
+    session.install("-q", "-e", f".[{extras}]", f"django~={django}.0")
+    env = {}
+    if database == "postgres":
+        env["DATABASE_URL"] = os.environ["POSTGRES_URL"]
     session.run("python", "-c", "import django; print('Django', django.get_version())")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", *session.posargs, env=env)
 
 
 @nox.session(python="3.13")

@@ -1,7 +1,7 @@
 """Signals a host app connects to, to react to sends.
 
-Every signal is sent with ``send_robust``: a receiver that raises is logged (by Django, on the
-``django.dispatch`` logger) and never breaks, stops or repeats a send. ``sender`` is the
+Every signal is sent with ``send_robust``: a receiver that raises is logged on the
+``django_sendfleet`` logger and never breaks, stops or repeats a send. ``sender`` is the
 backend class.
 
 - ``pre_send(message, mailer)``: before a message is sent. Raise ``CancelSend`` to skip it.
@@ -18,9 +18,12 @@ backend class.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.dispatch import Signal
+
+logger = logging.getLogger("django_sendfleet")
 
 
 class CancelSend(Exception):
@@ -29,9 +32,16 @@ class CancelSend(Exception):
 
 class _SendFleetSignal(Signal):
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
-        # A pre_send receiver cancelling a message is not an error worth an ERROR line.
+        # Logged on our own logger, not Django's "django.dispatch": Django's default logging
+        # mails "django.*" errors to ADMINS, and that mail would come back through this
+        # backend and this receiver, forever. A pre_send cancellation is not an error.
         if not isinstance(err, CancelSend):
-            super()._log_robust_failure(receiver, err)
+            logger.error(
+                "SendFleet signal receiver %s raised: %r",
+                getattr(receiver, "__qualname__", receiver),
+                err,
+                exc_info=err,
+            )
 
 
 pre_send = _SendFleetSignal()

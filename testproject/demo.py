@@ -35,6 +35,8 @@ def main() -> int:
     sandbox = Sandbox().start()
     os.environ["SENDFLEET_API_URL"] = sandbox.url
     os.environ["SENDFLEET_API_KEY"] = SANDBOX_API_KEY
+    # Keep message content in the log so the admin's "resend" action has something to send.
+    os.environ["SENDFLEET_LOG_CONTENT"] = "1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
     import django
 
@@ -55,7 +57,33 @@ def main() -> int:
         )
     finally:
         sandbox.stop()
+    print_admin_instructions()
     return 0
+
+
+def print_admin_instructions() -> None:
+    """Create (or reset) an admin user and say how to review the demo's sends in the admin."""
+    import secrets
+
+    from django.contrib.auth import get_user_model
+
+    from django_sendfleet.models import SendLog, Suppression
+
+    password = secrets.token_urlsafe(9)
+    user, _ = get_user_model().objects.get_or_create(
+        username="demo", defaults={"email": "demo@example.com"}
+    )
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    print(
+        f"\nThe send log has {SendLog.objects.count()} rows and the suppression list "
+        f"{Suppression.objects.count()} entries. Review them in the Django admin:\n"
+        "  .venv/bin/python -m django_sendfleet.sandbox --port 8025 &   # for the resend action\n"
+        "  .venv/bin/python testproject/manage.py runserver\n"
+        "  open http://127.0.0.1:8000/admin/django_sendfleet/sendlog/ and log in as "
+        f"demo / {password}"
+    )
 
 
 def run_scenarios(sandbox: Sandbox) -> list[Row]:
@@ -121,6 +149,14 @@ def run_scenarios(sandbox: Sandbox) -> list[Row]:
         message.send()
         return [message]
 
+    def suppressed_again() -> list[EmailMessage]:
+        # The 422 above added the address to the local list: this time no request is made.
+        message = EmailMessage(
+            "Newsletter #2", "Hello again!", None, ["gina@example.com", "suppressed@example.net"]
+        )
+        message.send()
+        return [message]
+
     def unverified_domain() -> list[EmailMessage]:
         send_mail(
             "Hello",
@@ -157,6 +193,7 @@ def run_scenarios(sandbox: Sandbox) -> list[Row]:
     record("HTML only", html)
     record("to+cc+bcc fan-out", fan_out)
     record("suppressed recipient", suppressed)
+    record("suppressed, again", suppressed_again)
     record("unverified domain", unverified_domain)
     record("DNS warnings", warnings)
     record("throttled burst", burst)

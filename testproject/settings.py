@@ -76,4 +76,5 @@ SENDFLEET = {
     # The sandbox's documented key; a real project reads its key from the environment.
     "API_KEY": os.environ.get("SENDFLEET_API_KEY", "sbxlive1.LiveSandboxKeyForLocalTesting001"),
     "API_URL": os.environ.get("SENDFLEET_API_URL", "http://127.0.0.1:8025/api/send/"),
+    "LOG_CONTENT": os.environ.get("SENDFLEET_LOG_CONTENT") == "1",
 }

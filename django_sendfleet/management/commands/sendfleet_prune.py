@@ -1,0 +1,46 @@
+"""Delete old send log rows in batches. Suppressions and unsent (pending) rows are kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from django_sendfleet.models import SendLog
+from django_sendfleet.status import LogStatus
+
+#: Rows that still have work to do are never pruned, however old.
+KEPT_STATUSES = (LogStatus.PENDING,)
+
+
+class Command(BaseCommand):
+    help = "Delete send log rows older than --days, in batches. Never touches suppressions."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--days", type=int, required=True, help="keep this many days")
+        parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    def handle(self, *args: Any, days: int, batch_size: int, dry_run: bool, **options: Any):
+        if days < 1:
+            raise CommandError("--days must be 1 or more.")
+        if batch_size < 1:
+            raise CommandError("--batch-size must be 1 or more.")
+        cutoff = timezone.now() - timedelta(days=days)
+        old = SendLog.objects.filter(created_at__lt=cutoff).exclude(status__in=KEPT_STATUSES)
+        if dry_run:
+            self.stdout.write(f"{old.count()} rows older than {cutoff:%Y-%m-%d %H:%M} would go.")
+            return
+        deleted = 0
+        while True:
+            # Small batches keep each transaction and lock short on a busy table.
+            ids = list(old.order_by("created_at").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                break
+            deleted += SendLog.objects.filter(id__in=ids).delete()[0]
+            self.stdout.write(f"deleted {deleted} rows so far")
+        self.stdout.write(
+            self.style.SUCCESS(f"Deleted {deleted} send log rows older than {days} days.")
+        )
