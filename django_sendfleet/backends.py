@@ -111,6 +111,7 @@ class EmailBackend(BaseEmailBackend):
             mailer=self.alias or "default",
             log_content=self.settings.log_content,
             secrets=(key, key.partition(".")[2]),
+            webhooks_enabled=bool(self.settings.webhook_secrets),
         )
 
     def _send_message(

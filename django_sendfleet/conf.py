@@ -49,6 +49,12 @@ def _seconds(name: str, value: Any) -> float:
     return float(value)
 
 
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SendFleetConfigurationError(f"SendFleet {name} must be a whole number above 0.")
+    return value
+
+
 def _timeout(name: str, value: Any) -> float | tuple[float, float]:
     """Seconds, or (connect, read) seconds as requests takes them."""
     pair = isinstance(value, tuple | list) and len(value) == 2
@@ -87,6 +93,20 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
     )
 
 
+def _secrets(name: str, value: Any) -> tuple[str, ...]:
+    """One webhook signing secret, or several while rotating (old and new both accepted)."""
+    if value is None:
+        return ()
+    values = (value,) if isinstance(value, str) else value
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, str) and v.strip() for v in values
+    ):
+        raise SendFleetConfigurationError(
+            f"SendFleet {name} must be a non-empty string or a list of them (while rotating)."
+        )
+    return tuple(values)
+
+
 def _anything(name: str, value: Any) -> Any:
     return value
 
@@ -103,6 +123,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("SEND_LOG", True, _boolean),
     Option("CHECK_SUPPRESSIONS", True, _boolean),
     Option("LOG_CONTENT", False, _boolean),
+    Option("WEBHOOK_SECRET", None, _secrets),
+    Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -139,7 +161,8 @@ class SendFleetSettings:
     def validate(self) -> None:
         """Read every option now, so a mistake raises before anything is sent."""
         for option in OPTIONS:
-            getattr(self, option.name.lower())
+            self._get(option.name)
+        self.api_key, self.send_log, self.check_suppressions  # noqa: B018  (their own checks)
 
     @property
     def api_key(self) -> str:
@@ -198,6 +221,15 @@ class SendFleetSettings:
     @property
     def log_content(self) -> bool:
         return self._get("LOG_CONTENT")
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The signing secrets accepted for webhooks; empty means every event is refused."""
+        return self._get("WEBHOOK_SECRET")
+
+    @property
+    def webhook_max_body_bytes(self) -> int:
+        return self._get("WEBHOOK_MAX_BODY_BYTES")
 
     def _uses_models(self, name: str) -> bool:
         enabled: bool = self._get(name)

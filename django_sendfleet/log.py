@@ -9,6 +9,7 @@ from django.db import DatabaseError, transaction
 
 from .models import DETAIL_MAX_LENGTH, SendLog
 from .status import log_status_for
+from .webhooks import apply_waiting_events
 
 if TYPE_CHECKING:
     from django.core.mail import EmailMessage
@@ -34,9 +35,17 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 class SendLogBatch:
     """Collects the rows of one ``send_messages`` call and writes them in one statement."""
 
-    def __init__(self, *, mailer: str, log_content: bool, secrets: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        *,
+        mailer: str,
+        log_content: bool,
+        secrets: tuple[str, ...],
+        webhooks_enabled: bool = False,
+    ) -> None:
         self.mailer = mailer
         self.log_content = log_content
+        self.webhooks_enabled = webhooks_enabled
         self._secrets = secrets
         self.rows: list[SendLog] = []
 
@@ -83,3 +92,8 @@ class SendLogBatch:
                 SendLog.objects.bulk_create(rows)
         except DatabaseError:
             logger.exception("SendFleet could not write %d send log rows", len(rows))
+            return
+        if self.webhooks_enabled:
+            # Only once the rows are visible to the webhook endpoint: see apply_waiting_events.
+            message_ids = [row.message_id for row in rows]
+            transaction.on_commit(lambda: apply_waiting_events(message_ids))

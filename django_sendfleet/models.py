@@ -87,3 +87,38 @@ class Suppression(models.Model):
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self.email = normalise_email(self.email)
         super().save(*args, **kwargs)
+
+
+class WebhookEvent(models.Model):
+    """A verified delivery event from SendFleet, stored before it is acknowledged."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "not processed yet"
+        APPLIED = "applied", "applied to the send log"
+        UNKNOWN_MESSAGE = "unknown_message", "no send log row has this message id"
+        UNKNOWN_TYPE = "unknown_type", "event type not known"
+        FAILED = "failed", "processing failed (see the server log)"
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event_type = models.CharField(max_length=64)
+    message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    raw = models.JSONField(help_text="The event exactly as SendFleet sent it.")
+    #: SHA-256 of the raw body: the same delivery arriving twice is stored once.
+    digest = models.CharField(max_length=64, unique=True)
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.PENDING, db_index=True
+    )
+    send_log = models.ForeignKey(
+        SendLog,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_events",
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.message_id}"

@@ -14,6 +14,10 @@ backend class.
   ``source`` is ``"local"`` (stopped by the local list before any request), ``"api"`` (a 422
   from SendFleet) or ``"webhook"`` (a bounce or complaint event). ``error`` is the 422's
   exception, a ``SendFleetRecipientSuppressed`` for a local stop, or None for a webhook.
+  ``message`` is None for a webhook.
+- ``tracking(event, esp_name)``: a verified delivery event from SendFleet's webhook, as a
+  ``django_sendfleet.tracking.TrackingEvent`` (fields as django-anymail's tracking event).
+  ``sender`` is the ``WebhookEvent`` model.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ post_send = _SendFleetSignal()
 send_failed = _SendFleetSignal()
 send_forbidden = _SendFleetSignal()
 recipient_suppressed = _SendFleetSignal()
+tracking = _SendFleetSignal()
 
 
 def cancelled_by_receiver(sender: type, **kwargs: Any) -> CancelSend | None:

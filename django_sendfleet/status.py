@@ -38,3 +38,21 @@ PROBLEM_STATUSES = (
 
 def log_status_for(recipient_status: str) -> LogStatus:
     return _FROM_RECIPIENT_STATUS[recipient_status]
+
+
+# Delivery events only ever move a row forward in this order, so a late or out-of-order event
+# never undoes a worse outcome: a "delivered" arriving after "bounced" leaves "bounced".
+_DELIVERY_ORDER = (
+    LogStatus.PENDING,
+    LogStatus.UNKNOWN,
+    LogStatus.QUEUED,
+    LogStatus.DELIVERED,
+    LogStatus.FAILED,
+    LogStatus.BOUNCED,
+    LogStatus.COMPLAINED,
+)
+
+
+def statuses_an_event_may_replace(new: LogStatus) -> tuple[LogStatus, ...]:
+    """The statuses a delivery event moving a row to ``new`` may overwrite."""
+    return _DELIVERY_ORDER[: _DELIVERY_ORDER.index(new)]

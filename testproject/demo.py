@@ -1,19 +1,24 @@
 """The django-sendfleet demo: Django's own mail functions, sent through the bundled sandbox.
 
-Run from the repository root: ``python -m testproject.demo``. It starts a SendFleet sandbox on
-127.0.0.1, migrates testproject's database, sends a handful of messages that show each outcome,
-and prints a table of what happened. No account and no network are needed.
+Run from the repository root: ``python -m testproject.demo``. It starts a SendFleet sandbox and
+testproject's web server on 127.0.0.1, migrates testproject's database, sends a handful of
+messages that show each outcome, lets the sandbox deliver its signed webhook events (delivered,
+bounced, complained) to the web server, and prints what became of every recipient. No account
+and no network are needed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
 
@@ -29,12 +34,14 @@ class Row:
     message_id: str
     attempts: str
     note: str
+    final: str = "-"  # the send log's status once the webhook events are in
 
 
 def main() -> int:
     sandbox = Sandbox().start()
     os.environ["SENDFLEET_API_URL"] = sandbox.url
     os.environ["SENDFLEET_API_KEY"] = SANDBOX_API_KEY
+    os.environ["SENDFLEET_WEBHOOK_SECRET"] = webhook_secret = secrets.token_urlsafe(24)
     # Keep message content in the log so the admin's "resend" action has something to send.
     os.environ["SENDFLEET_LOG_CONTENT"] = "1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
@@ -46,25 +53,66 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     # The table below reports every outcome; the library's own log lines would repeat it.
     logging.getLogger("django_sendfleet").setLevel(logging.CRITICAL)
-    print(f"SendFleet sandbox listening at {sandbox.url}\n")
+    web = start_web_server()
+    webhook_url = f"http://127.0.0.1:{web.server_port}/sendfleet/webhook/"
+    sandbox.configure_webhook(webhook_url, webhook_secret)
+    print(f"SendFleet sandbox listening at {sandbox.url}")
+    print(f"testproject receiving its webhook events at {webhook_url}\n")
     try:
         rows = run_scenarios(sandbox)
+        if not sandbox.wait_for_webhooks(timeout=30):
+            print("Some webhook events were still being delivered after 30 s.")
+        add_final_statuses(rows)
         print_table(rows)
+        deliveries = sandbox.webhook_deliveries
         print(
             f"\n{len(sandbox.accepted)} emails accepted by the sandbox, "
             f"{len(sandbox.requests)} HTTP requests made, "
-            f"{sandbox.connections_opened} TCP connection(s) opened."
+            f"{sandbox.connections_opened} TCP connection(s) opened; "
+            f"{len(deliveries)} signed webhook events delivered "
+            f"({sum(d.status == 200 for d in deliveries)} answered 200)."
         )
     finally:
         sandbox.stop()
+        web.shutdown()
+    print_suppressions()
     print_admin_instructions()
     return 0
 
 
+def start_web_server() -> Any:
+    """testproject's WSGI app on a free loopback port, in a thread: the webhook receiver."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def add_final_statuses(rows: list[Row]) -> None:
+    from django_sendfleet.models import SendLog
+
+    final = dict(SendLog.objects.values_list("message_id", "status"))
+    for row in rows:
+        row.final = final.get(row.message_id, row.status)
+
+
+def print_suppressions() -> None:
+    from django_sendfleet.models import Suppression
+
+    print("\nLocal suppression list (no request is ever made to these addresses):")
+    for entry in Suppression.objects.order_by("created_at"):
+        print(f"  {entry.email:<28} {entry.reason:<13} from {entry.source}")
+
+
 def print_admin_instructions() -> None:
     """Create (or reset) an admin user and say how to review the demo's sends in the admin."""
-    import secrets
-
     from django.contrib.auth import get_user_model
 
     from django_sendfleet.models import SendLog, Suppression
@@ -108,7 +156,7 @@ def run_scenarios(sandbox: Sandbox) -> list[Row]:
                         scenario,
                         address,
                         result.status,
-                        (result.message_id or "-")[:8],
+                        result.message_id or "-",
                         str(result.attempts or "-"),
                         note,
                     )
@@ -182,6 +230,14 @@ def run_scenarios(sandbox: Sandbox) -> list[Row]:
         )
         return messages
 
+    def bounce_and_complaint() -> list[EmailMessage]:
+        # The sandbox answers these addresses with a hard bounce and a spam complaint event.
+        message = EmailMessage(
+            "Welcome", "Hello!", None, ["bounce@example.com", "complaint@example.com"]
+        )
+        message.send()
+        return [message]
+
     def warnings() -> list[EmailMessage]:
         message = EmailMessage(
             "DNS", "SPF and DMARC missing.", "ops@nospf.example.com", ["ivy@example.com"]
@@ -196,6 +252,7 @@ def run_scenarios(sandbox: Sandbox) -> list[Row]:
     record("suppressed, again", suppressed_again)
     record("unverified domain", unverified_domain)
     record("DNS warnings", warnings)
+    record("bounce and complaint", bounce_and_complaint)
     record("throttled burst", burst)
     return rows
 
@@ -210,8 +267,12 @@ def default_mailer():
 
 
 def print_table(rows: list[Row]) -> None:
-    headers = Row("scenario", "recipient", "status", "msg id", "tries", "note")
-    columns = ["scenario", "recipient", "status", "message_id", "attempts"]
+    headers = Row("scenario", "recipient", "sent as", "msg id", "tries", "note", "finally")
+    rows = [
+        Row(r.scenario, r.recipient, r.status, r.message_id[:8], r.attempts, r.note, r.final)
+        for r in rows
+    ]
+    columns = ["scenario", "recipient", "status", "final", "message_id", "attempts"]
     widths = {c: max(len(getattr(r, c)) for r in [headers, *rows]) for c in columns}
 
     def line(row: Row) -> str:

@@ -58,6 +58,14 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Sends and webhook events write at the same time: let writers wait for each other
+    # (IMMEDIATE) instead of failing with "database is locked", and readers not block (WAL).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -77,4 +85,6 @@ SENDFLEET = {
     "API_KEY": os.environ.get("SENDFLEET_API_KEY", "sbxlive1.LiveSandboxKeyForLocalTesting001"),
     "API_URL": os.environ.get("SENDFLEET_API_URL", "http://127.0.0.1:8025/api/send/"),
     "LOG_CONTENT": os.environ.get("SENDFLEET_LOG_CONTENT") == "1",
+    # Signs the webhook events the sandbox (or SendFleet) posts to /sendfleet/webhook/.
+    "WEBHOOK_SECRET": os.environ.get("SENDFLEET_WEBHOOK_SECRET") or None,
 }

@@ -43,6 +43,7 @@ from .defaults import (
 )
 from .server import CONTROL_PREFIX, SEND_PATH, SandboxServer
 from .state import Account, ApiKey, Domain, RecordedRequest, Response, SandboxState
+from .webhooks import Delivery
 
 __all__ = [
     "BYOC_BROKEN_API_KEY",
@@ -126,6 +127,7 @@ class Sandbox:
             return
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self.configure_webhook(None)
         server.shutdown()
         server.close_open_connections()
         server.server_close()
@@ -201,6 +203,23 @@ class Sandbox:
     @latency.setter
     def latency(self, seconds: float) -> None:
         self.state.latency = seconds
+
+    def configure_webhook(self, url: str | None, secret: str = "") -> None:
+        """Deliver signed events for accepted messages to ``url`` (None stops deliveries).
+
+        See ``sandbox/webhooks.py`` for the events and the recipient addresses that ask for
+        bounces and complaints.
+        """
+        self.state.configure_webhook(url, secret)
+
+    @property
+    def webhook_deliveries(self) -> list[Delivery]:
+        """Every webhook post made so far, with the receiver's HTTP status."""
+        return list(self.state.webhooks.deliveries) if self.state.webhooks else []
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until every event queued so far has been posted; False on timeout."""
+        return self.state.webhooks.wait_until_idle(timeout) if self.state.webhooks else True
 
     def set_rate_limit(self, requests: int, seconds: float) -> None:
         self.state.set_rate_limit(requests, seconds)

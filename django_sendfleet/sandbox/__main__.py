@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -93,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--suppress", action="append", default=[], metavar="EMAIL", help="suppress an address"
     )
     parser.add_argument("--quota", type=int, help="monthly quota of the default account")
+    parser.add_argument(
+        "--webhook-url",
+        help="POST signed delivery events for accepted messages here, e.g. "
+        "http://127.0.0.1:8000/sendfleet/webhook/",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("SENDFLEET_WEBHOOK_SECRET", ""),
+        help="the signing secret (default: $SENDFLEET_WEBHOOK_SECRET)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -115,6 +126,11 @@ def build_sandbox(options: argparse.Namespace) -> Sandbox:
     return sandbox
 
 
+def configure_webhook(sandbox: Sandbox, options: argparse.Namespace) -> None:
+    if options.webhook_url:
+        sandbox.configure_webhook(options.webhook_url, options.webhook_secret)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     options = parser.parse_args(argv)
@@ -126,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if options.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
 
+    if options.webhook_url and not options.webhook_secret:
+        parser.error("--webhook-url needs --webhook-secret (or $SENDFLEET_WEBHOOK_SECRET).")
     sandbox = build_sandbox(options)
+    configure_webhook(sandbox, options)
     try:
         sandbox.start()
     except OSError as exc:
@@ -145,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         *(("valid (--key)", key) for key in options.key),
     ):
         print(f"  {label:<20} {key}")
+    if options.webhook_url:
+        print(f"Delivering signed webhook events to {options.webhook_url}")
     print("Press Ctrl-C to stop.", flush=True)
 
     stopping = threading.Event()

@@ -231,6 +231,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if "rate_limit" in data:
             requests, seconds = data["rate_limit"]
             state.set_rate_limit(int(requests), float(seconds))
+        if "webhook_url" in data:
+            state.configure_webhook(data["webhook_url"], str(data.get("webhook_secret", "")))
         return {"success": True, "latency": state.latency, "rate_limit": list(state.rate_limit)}
 
     # Writing answers. Every answer carries Content-Length so the connection can be reused.

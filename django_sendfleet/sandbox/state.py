@@ -19,6 +19,7 @@ from typing import Any
 from .faults import Fault, parse_fault
 from .throttling import AuthFailureBlock, SlidingLogThrottle
 from .validation import JSONParseError, parse_json_body, validate_send_payload
+from .webhooks import WebhookSender
 
 ACCOUNT_STATES = ("active", "unapproved", "suspended", "byoc_broken")
 KEY_STATES = ("valid", "revoked", "expired")
@@ -166,6 +167,8 @@ class SandboxState:
         self._auth_failures = AuthFailureBlock()
         self._faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
+        #: Set by Sandbox.configure_webhook(): told about every accepted message.
+        self.webhooks: WebhookSender | None = None
         self.latency = latency
 
     # Configuration.
@@ -248,6 +251,16 @@ class SandboxState:
         with self._lock:
             return [request for request in self._requests if request.message_id is not None]
 
+    def configure_webhook(self, url: str | None, secret: str = "") -> None:
+        """Deliver events for accepted messages to ``url``; None stops deliveries."""
+        if url and not secret:
+            raise ValueError("A webhook needs a signing secret.")
+        if self.webhooks is not None:
+            self.webhooks.close()
+            self.webhooks = None
+        if url:
+            self.webhooks = WebhookSender(url, secret)
+
     def handle(
         self,
         api_key: str | None,
@@ -266,6 +279,9 @@ class SandboxState:
         with self._lock:
             response = self._respond(api_key, data, parse_error, client_ip)
             self._record(arrived, api_key, client_ip, connection_id, data, response, user_agent)
+        message_id = response.body.get("message_id") if response.status == 200 else None
+        if self.webhooks is not None and message_id and isinstance(data, dict):
+            self.webhooks.message_accepted(str(data["to"]), message_id)
         return replace(response, delay=response.delay + self._latency)
 
     def _record(

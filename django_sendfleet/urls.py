@@ -1,0 +1,9 @@
+"""Include in the project's URLconf: ``path("sendfleet/", include("django_sendfleet.urls"))``."""
+
+from django.urls import path
+
+from . import webhooks
+
+urlpatterns = [
+    path("webhook/", webhooks.webhook_view, name="sendfleet-webhook"),
+]
