@@ -15,25 +15,35 @@ from typing import Any
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
 
-from . import error_table, signals
+from . import error_table, queue, signals
 from .batch import BatchGuard
 from .client import SendFleetClient
 from .conf import MAILER_OPTION_NAMES, SendFleetSettings
 from .exceptions import (
     SendFleetError,
-    SendFleetForbidden,
     SendFleetInvalidMessage,
     SendFleetRecipientsRefused,
     SendFleetRecipientSuppressed,
     SendFleetUnsupportedFeature,
 )
+from .failures import handle_failure
 from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
-from .models import Suppression, normalise_email
-from .outcome import INVALID, QUEUED, REFUSED_STATUSES, REJECTED, RecipientStatus, SendStatus
+from .models import SendLog, normalise_email
+from .outcome import (
+    INVALID,
+    PENDING,
+    QUEUED,
+    REFUSED_STATUSES,
+    REJECTED,
+    RecipientStatus,
+    SendStatus,
+)
 from .payloads import build_payloads
-from .suppressions import count_stopped_sends, suppress, suppressed_among
+from .status import LogStatus
+from .suppressions import count_stopped_sends, suppressed_among
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -98,10 +108,13 @@ class EmailBackend(BaseEmailBackend):
                     logger.warning("SendFleet send failed (fail_silently): %s", error)
         finally:
             if log is not None:
-                log.write()
+                self._write_log(log)
             if opened_here:
                 self.close()
         return sent
+
+    def _write_log(self, log: SendLogBatch) -> None:
+        log.write()
 
     def _log_batch(self) -> SendLogBatch | None:
         if not self.settings.send_log:
@@ -260,30 +273,60 @@ class _Reporter:
         self.status.record(recipient, result)
         if self.log is not None:
             self.log.add(self.message, outgoing, recipient, result)
-        error = result.error
-        if error is None:
-            return
-        message = self.message
-        if isinstance(error, SendFleetRecipientSuppressed):
-            source = "local" if error.status_code is None else "api"
-            if source == "api":
-                suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
-            signals.recipient_suppressed.send_robust(
-                self.sender, message=message, recipient=recipient, error=error, source=source
-            )
-            return
-        if isinstance(error, SendFleetForbidden) and error.recipient == recipient:
-            signals.send_forbidden.send_robust(
+        if result.error is not None:
+            handle_failure(
                 self.sender,
-                message=message,
-                recipient=recipient,
-                error=error,
-                error_code=error.error_code,
-                from_domain=outgoing.from_domain if outgoing else None,
+                self.message,
+                recipient,
+                result.error,
+                outgoing.from_domain if outgoing else None,
             )
-        signals.send_failed.send_robust(
-            self.sender, message=message, recipient=recipient, error=error
-        )
 
     def finish(self) -> None:
         signals.post_send.send_robust(self.sender, message=self.message, status=self.status)
+
+
+class QueuedEmailBackend(EmailBackend):
+    """Put messages in an outbox and let a Django task send them after the transaction commits.
+
+    ``send_messages`` checks each message as the synchronous backend does (invalid messages and
+    suppressed recipients are refused at once), then writes one ``SendLog`` row per recipient
+    with status ``pending`` and what the worker needs to send it, inside the caller's
+    transaction. The task is enqueued on commit: a rolled-back transaction sends nothing. The
+    worker (``django_sendfleet.queue``) sends through the same client, error table, log and
+    signals as ``EmailBackend``. The outbox is the send log, so ``SEND_LOG`` does not apply.
+    """
+
+    def open(self) -> bool:
+        self.settings.validate()
+        queue.require_tasks()
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def _log_batch(self) -> SendLogBatch:
+        key = self.settings.api_key
+        return SendLogBatch(
+            mailer=self.alias or "default",
+            log_content=self.settings.log_content,
+            secrets=(key, key.partition(".")[2]),
+        )
+
+    def _send_one(
+        self,
+        message: EmailMessage,
+        outgoing: OutgoingMessage,
+        recipient: str,
+        payload: dict[str, Any],
+        batch: BatchGuard,
+    ) -> RecipientStatus:
+        return RecipientStatus(PENDING)
+
+    def _write_log(self, log: SendLogBatch) -> None:
+        # Unlike a log of sends already made, the outbox must not fail quietly.
+        rows = log.take_rows()
+        SendLog.objects.bulk_create(rows)
+        pending = [row.pk for row in rows if row.status == LogStatus.PENDING]
+        if pending:
+            transaction.on_commit(lambda: queue.schedule(pending, self.settings))

@@ -94,7 +94,7 @@ class SendFleetClient:
             while True:
                 attempt += 1
                 try:
-                    return self._attempt(payload, attempt, started)
+                    return self.attempt(payload, attempt=attempt, started=started)
                 except SendFleetError as error:
                     error.attempts = attempt
                     wait = error_table.retry_wait(error, attempt)
@@ -120,8 +120,14 @@ class SendFleetClient:
             if opened_here:
                 self.close()
 
-    def _attempt(self, payload: dict[str, Any], attempt: int, started: float) -> Accepted:
-        assert self._session is not None
+    def attempt(
+        self, payload: dict[str, Any], *, attempt: int = 1, started: float | None = None
+    ) -> Accepted:
+        """One POST, no retry: the queued backend schedules its own retries."""
+        if started is None:
+            started = time.monotonic()
+        if self._session is None:
+            raise RuntimeError("SendFleetClient.open() first.")
         context: dict[str, Any] = {"payload": payload, "recipient": payload.get("to")}
         try:
             response = self._session.post(self.api_url, json=payload, timeout=self.timeout)

@@ -107,6 +107,12 @@ def _secrets(name: str, value: Any) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _alias(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise SendFleetConfigurationError(f"SendFleet {name} must be an alias such as 'default'.")
+    return value
+
+
 def _anything(name: str, value: Any) -> Any:
     return value
 
@@ -120,11 +126,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("IGNORE_RECIPIENT_STATUS", False, _boolean),
     # Reserved for the shared rate limiter: validated now, enforced once the limiter exists.
     Option("RATE_LIMIT", "60/min", _rate_limit),
+    Option("RATE_LIMIT_CACHE", "default", _alias),
     Option("SEND_LOG", True, _boolean),
     Option("CHECK_SUPPRESSIONS", True, _boolean),
     Option("LOG_CONTENT", False, _boolean),
     Option("WEBHOOK_SECRET", None, _secrets),
     Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int),
+    # Queued sending: the Django Tasks backend alias, and how long a worker's claim on a row
+    # lasts; past it, a row still "sending" is marked "unknown" (the worker died mid-send).
+    Option("TASK_BACKEND", "default", _alias),
+    Option("LEASE_SECONDS", 300, _positive_int),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -211,6 +222,18 @@ class SendFleetSettings:
         return self._get("RATE_LIMIT")
 
     @property
+    def rate_limit_cache(self) -> str:
+        return self._get("RATE_LIMIT_CACHE")
+
+    @property
+    def task_backend(self) -> str:
+        return self._get("TASK_BACKEND")
+
+    @property
+    def lease_seconds(self) -> int:
+        return self._get("LEASE_SECONDS")
+
+    @property
     def send_log(self) -> bool:
         return self._uses_models("SEND_LOG")
 
@@ -239,3 +262,13 @@ class SendFleetSettings:
                 f"(then run migrate); or set it to False."
             )
         return enabled
+
+
+def mailer_options(alias: str) -> dict[str, Any]:
+    """The SendFleet options of a Django 6.1 ``MAILERS`` entry ({} before 6.1 or if absent).
+
+    For code that works for a mailer without a backend instance: the queued worker, checks.
+    """
+    entry = getattr(settings, "MAILERS", {}).get(alias) or {}
+    options = entry.get("OPTIONS") or {}
+    return {name: value for name, value in options.items() if name in MAILER_OPTION_NAMES}

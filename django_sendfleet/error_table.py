@@ -272,6 +272,18 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         "API is slow.",
     ),
     ErrorSpec(
+        "lease_expired",
+        None,
+        exc.SendFleetLeaseExpired,
+        False,
+        sent_by_api=False,
+        recipient_status="unknown",
+        meaning="A queued send's worker stopped (killed, crashed, timed out) while sending: "
+        "the email may have been sent.",
+        fix="Not resent automatically, since that could send twice. Check the send in "
+        "SendFleet's dashboard before resending; look at why the worker stopped.",
+    ),
+    ErrorSpec(
         "invalid_message",
         None,
         exc.SendFleetInvalidMessage,

@@ -105,6 +105,12 @@ class SendFleetNetworkError(SendFleetError):
         self.may_have_been_sent = may_have_been_sent
 
 
+class SendFleetLeaseExpired(SendFleetError):
+    """A queued send's worker stopped mid-send: the email may have been sent. Never resent."""
+
+    error_code = "lease_expired"
+
+
 class SendFleetWebhookValidationError(SendFleetError, SuspiciousOperation):
     """A webhook request failed signature or shape validation."""
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, transaction
 
 from .models import DETAIL_MAX_LENGTH, SendLog
+from .outcome import PENDING
+from .payloads import build_payload
 from .status import log_status_for
 from .webhooks import apply_waiting_events
 
@@ -72,6 +74,9 @@ class SendLogBatch:
             "attempts": result.attempts,
             "duration_ms": result.duration_ms,
         }
+        if result.status == PENDING and outgoing is not None:
+            # The outbox of the queued backend: what its worker will send.
+            fields["payload"] = build_payload(outgoing, recipient)
         if self.log_content and outgoing is not None:
             fields |= {
                 "from_name": outgoing.from_name or "",
@@ -81,9 +86,13 @@ class SendLogBatch:
             }
         self.rows.append(SendLog(**fields))
 
+    def take_rows(self) -> list[SendLog]:
+        rows, self.rows = self.rows, []
+        return rows
+
     def write(self) -> None:
         """Write the collected rows. A failure is logged, never raised: the mail already went."""
-        rows, self.rows = self.rows, []
+        rows = self.take_rows()
         if not rows:
             return
         try:

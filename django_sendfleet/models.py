@@ -38,6 +38,12 @@ class SendLog(models.Model):
     reply_to = models.CharField(max_length=254, blank=True)
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
+    # Queued sending (QueuedEmailBackend): what the worker sends, kept only until it is sent
+    # (longer when LOG_CONTENT is on), and the claim a worker holds while sending.
+    payload = models.JSONField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Held or backing off.")
+    claim_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "send log entry"

@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 
     from .exceptions import SendFleetError
 
+PENDING = "pending"  # in the outbox, to be sent by a worker (QueuedEmailBackend)
 QUEUED = "queued"  # accepted by SendFleet (200)
 REJECTED = "rejected"  # suppressed: by SendFleet (422) or by the local list
 INVALID = "invalid"  # refused locally: the API would not accept it
 FAILED = "failed"  # SendFleet or the network refused it; nothing was sent
 UNKNOWN = "unknown"  # the request may have reached SendFleet; check before resending
-RECIPIENT_STATUSES = (QUEUED, REJECTED, INVALID, FAILED, UNKNOWN)
+RECIPIENT_STATUSES = (PENDING, QUEUED, REJECTED, INVALID, FAILED, UNKNOWN)
 REFUSED_STATUSES = frozenset({REJECTED, INVALID})
 
 
@@ -60,7 +61,8 @@ class SendStatus:
 
     @property
     def accepted(self) -> bool:
-        return QUEUED in self.status
+        """Accepted by SendFleet, or (queued backend) safely in the outbox."""
+        return bool(self.status & {QUEUED, PENDING})
 
     @property
     def all_refused(self) -> bool:

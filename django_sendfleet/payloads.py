@@ -4,17 +4,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.mail import EmailMultiAlternatives
+
 from .message import OutgoingMessage
+
+_OPTIONAL_FIELDS = ("from_name", "subject", "html", "reply_to")
+
+
+def build_payload(message: OutgoingMessage, recipient: str) -> dict[str, Any]:
+    """The payload for one recipient. Optional fields are left out when empty."""
+    payload: dict[str, Any] = {
+        "to": recipient,
+        "from_email": message.from_email,
+        "message": message.text,
+    }
+    for field in _OPTIONAL_FIELDS:
+        value = getattr(message, field)
+        if value:
+            payload[field] = value
+    return payload
 
 
 def build_payloads(message: OutgoingMessage) -> dict[str, dict[str, Any]]:
-    """Recipient -> payload, in recipient order. Optional fields are left out when empty."""
-    shared: dict[str, Any] = {"from_email": message.from_email, "message": message.text}
-    optional = {
-        "from_name": message.from_name,
-        "subject": message.subject,
-        "html": message.html,
-        "reply_to": message.reply_to,
-    }
-    shared.update((field, value) for field, value in optional.items() if value)
-    return {recipient: {"to": recipient, **shared} for recipient in message.recipients}
+    """Recipient -> payload, in recipient order."""
+    return {recipient: build_payload(message, recipient) for recipient in message.recipients}
+
+
+def message_from_payload(payload: dict[str, Any]) -> EmailMultiAlternatives:
+    """A Django message equivalent to a stored payload, for signal receivers of queued sends."""
+    sender = payload.get("from_email", "")
+    if payload.get("from_name"):
+        sender = f'"{payload["from_name"]}" <{sender}>'
+    message = EmailMultiAlternatives(
+        subject=payload.get("subject", ""),
+        body=payload.get("message", ""),
+        from_email=sender,
+        to=[payload["to"]],
+        reply_to=[payload["reply_to"]] if payload.get("reply_to") else None,
+    )
+    if payload.get("html"):
+        message.attach_alternative(payload["html"], "text/html")
+    return message

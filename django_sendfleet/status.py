@@ -9,6 +9,7 @@ from . import outcome
 
 class LogStatus(models.TextChoices):
     PENDING = "pending", "pending"  # written, not yet sent (queued sending)
+    SENDING = "sending", "sending"  # claimed by a worker under a lease
     QUEUED = "queued", "queued"  # accepted by SendFleet
     DELIVERED = "delivered", "delivered"
     BOUNCED = "bounced", "bounced"
@@ -19,6 +20,7 @@ class LogStatus(models.TextChoices):
 
 
 _FROM_RECIPIENT_STATUS = {
+    outcome.PENDING: LogStatus.PENDING,
     outcome.QUEUED: LogStatus.QUEUED,
     outcome.REJECTED: LogStatus.REJECTED,
     outcome.INVALID: LogStatus.FAILED,
@@ -44,6 +46,7 @@ def log_status_for(recipient_status: str) -> LogStatus:
 # never undoes a worse outcome: a "delivered" arriving after "bounced" leaves "bounced".
 _DELIVERY_ORDER = (
     LogStatus.PENDING,
+    LogStatus.SENDING,
     LogStatus.UNKNOWN,
     LogStatus.QUEUED,
     LogStatus.DELIVERED,

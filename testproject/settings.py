@@ -86,5 +86,6 @@ SENDFLEET = {
     "API_URL": os.environ.get("SENDFLEET_API_URL", "http://127.0.0.1:8025/api/send/"),
     "LOG_CONTENT": os.environ.get("SENDFLEET_LOG_CONTENT") == "1",
     # Signs the webhook events the sandbox (or SendFleet) posts to /sendfleet/webhook/.
-    "WEBHOOK_SECRET": os.environ.get("SENDFLEET_WEBHOOK_SECRET") or None,
+    # (This default is for local development only; a real project reads it from the environment.)
+    "WEBHOOK_SECRET": os.environ.get("SENDFLEET_WEBHOOK_SECRET", "testproject-dev-webhook-secret"),
 }

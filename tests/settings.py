@@ -1,5 +1,6 @@
 """Settings for the test suite: testproject's, with a database from DATABASE_URL."""
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -16,3 +17,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"sendfleet-tests-{os.getpid()}.sqlite3")
     }
+
+# Queued sending: Django 6.0+ ships django.tasks; Django 5.2 uses the django-tasks backport.
+# django-tasks-db (real worker processes) is used by the worker tests when installed.
+INSTALLED_APPS = list(INSTALLED_APPS)  # noqa: F405
+if importlib.util.find_spec("django.tasks") is None and importlib.util.find_spec("django_tasks"):
+    INSTALLED_APPS.append("django_tasks")
+if importlib.util.find_spec("django_tasks_db"):
+    INSTALLED_APPS.append("django_tasks_db")
+TASKS = {"default": {"BACKEND": os.environ.get("SENDFLEET_TEST_TASK_BACKEND", "")}}
+if not TASKS["default"]["BACKEND"]:
+    TASKS["default"]["BACKEND"] = (
+        "django.tasks.backends.immediate.ImmediateBackend"
+        if importlib.util.find_spec("django.tasks")
+        else "django_tasks.backends.immediate.ImmediateBackend"
+    )

@@ -1,0 +1,39 @@
+"""Recover queued sending after lost tasks and dead workers. Safe to run from cron at any time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_sendfleet import queue
+from django_sendfleet.conf import SendFleetSettings
+
+
+class Command(BaseCommand):
+    help = (
+        "Mark rows whose worker died mid-send (lease expired) as 'unknown' - never resent - and "
+        "enqueue tasks for due 'pending' rows whose task was lost. Never sends a row twice."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=float,
+            default=60.0,
+            help="only requeue pending rows untouched for this many seconds (default 60), so "
+            "rows whose task is on its way are left alone",
+        )
+
+    def handle(self, *args: Any, older_than: float, **options: Any) -> None:
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more.")
+        settings = SendFleetSettings()
+        queue.require_tasks()
+        expired = queue.expire_leases()
+        requeued = queue.requeue_pending(settings, timedelta(seconds=older_than))
+        self.stdout.write(
+            f"{expired} rows whose worker stopped mid-send marked unknown; "
+            f"{requeued} pending rows enqueued."
+        )
