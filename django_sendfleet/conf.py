@@ -167,7 +167,7 @@ class SendFleetSettings:
             )
         if name in configured:
             return option.parse(f"SENDFLEET[{name!r}]", configured[name])
-        return option.default
+        return option.parse(name, option.default)
 
     def validate(self) -> None:
         """Read every option now, so a mistake raises before anything is sent."""

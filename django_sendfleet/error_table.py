@@ -256,7 +256,8 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         backoff=_QUEUE_BACKOFF,
         sent_by_api=False,
         meaning="The connection to SendFleet could not be opened; nothing was sent.",
-        fix="Retried like a 502. Check the network, DNS and SENDFLEET['API_URL'].",
+        fix="Retried after 1, 2 and 4 s, as for a 502. Check the network, DNS and "
+        "SENDFLEET['API_URL'].",
     ),
     ErrorSpec(
         "network_error",

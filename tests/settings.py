@@ -9,6 +9,7 @@ from testproject.settings import *  # noqa: F403
 from testproject.settings import DATABASES
 
 SENDFLEET = {}  # each test points the backend at its own sandbox
+DEBUG = False  # worker processes: no autoreloader
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -32,3 +33,22 @@ if not TASKS["default"]["BACKEND"]:
         if importlib.util.find_spec("django.tasks")
         else "django_tasks.backends.immediate.ImmediateBackend"
     )
+
+# Worker processes started by tests/test_workers.py get their configuration from the
+# environment: the sandbox to send to, the shared cache, the lease.
+if os.environ.get("SENDFLEET_TEST_API_URL"):
+    SENDFLEET = {
+        "API_URL": os.environ["SENDFLEET_TEST_API_URL"],
+        "API_KEY": os.environ["SENDFLEET_TEST_API_KEY"],
+        "LEASE_SECONDS": int(os.environ.get("SENDFLEET_TEST_LEASE_SECONDS", "300")),
+        "RATE_LIMIT": os.environ.get("SENDFLEET_TEST_RATE_LIMIT", "60/min"),
+        "MAX_RETRY_WAIT": 30,
+        "WEBHOOK_SECRET": "worker-tests-webhook-secret",  # testproject routes the webhook
+    }
+if os.environ.get("SENDFLEET_TEST_REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["SENDFLEET_TEST_REDIS_URL"],
+        }
+    }

@@ -1,0 +1,574 @@
+"""Is email through SendFleet going to work? Django system checks, and the deploy-time checks
+behind ``manage.py sendfleet_check``.
+
+The system checks run at every startup, so they only read settings: no network, no database.
+The command's checks go further (the API, the database, a real test message). Each check is one
+small function returning a ``CheckResult``; the command runs the lists ``MAILER_CHECKS`` (once
+per SendFleet mailer) and ``PROJECT_CHECKS`` (once), so a new check is one function and one
+list entry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.apps import apps
+from django.conf import settings
+from django.core import checks as django_checks
+from django.core.mail import EmailMessage
+from django.db import DatabaseError, connections, router
+from django.db.migrations.loader import MigrationLoader
+from django.urls import reverse
+from django.utils.module_loading import import_string
+
+from . import error_table
+from .backends import EmailBackend
+from .client import SendFleetClient
+from .conf import DEFAULT_API_URL, SendFleetSettings, mailer_options
+from .exceptions import (
+    SendFleetConfigurationError,
+    SendFleetDomainError,
+    SendFleetError,
+    SendFleetNetworkError,
+    SendFleetRateLimited,
+    SendFleetValidationError,
+)
+from .outcome import QUEUED
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+WEBHOOK_URL_NAME = "sendfleet-webhook"
+DEFAULT_MAILER_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # as Django's
+#: Above this many seconds a web request waits too long on a slow API.
+TIMEOUT_MAX = 30.0
+#: Below this many seconds a slow answer ends as "unknown": the email may have been sent.
+TIMEOUT_MIN = 1.0
+MAX_RETRY_WAIT_MAX = 60.0
+
+KEY_MISSING_FIX = (
+    "Create a key in Dashboard -> API Keys and provide it as the SENDFLEET_API_KEY environment "
+    "variable, SENDFLEET['API_KEY'] or the mailer's 'api_key' option."
+)
+KEY_MALFORMED_FIX = (
+    "Copy the whole key from Dashboard -> API Keys: '<prefix>.<secret>', the part after the "
+    "dot included, without spaces or quotes."
+)
+PLAIN_HTTP_FIX = (
+    f"Use https (the default is {DEFAULT_API_URL}): plain http sends the API key unencrypted. "
+    "Only a loopback address (a local sandbox) may use http."
+)
+WEBHOOK_SECRET_FIX = (
+    "Set SENDFLEET['WEBHOOK_SECRET'] to the endpoint's signing secret from the SendFleet "
+    "dashboard. SendFleet does not retry, so every event refused until then is lost."
+)
+MIGRATE_FIX = (
+    "Check DATABASES and that the database server is up, then run 'python manage.py migrate'."
+)
+SETTINGS_FIX = "Correct the setting the message names (see docs/configuration.md)."
+
+
+@dataclass
+class CheckResult:
+    name: str
+    level: str  # OK, WARNING or ERROR
+    message: str
+    fix: str = ""
+    #: Facts for --json (message_id, prefix, counts...). Never the key.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """A configured mailer whose backend is django-sendfleet's."""
+
+    alias: str
+    backend: str
+    #: The OPTIONS the backend reads (the SendFleet ones).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def conf(self) -> SendFleetSettings:
+        return SendFleetSettings(self.options)
+
+
+# Finding the SendFleet mailers.
+
+
+def configured_mailers() -> dict[str, Mapping[str, Any]]:
+    """alias -> MAILERS entry; before Django 6.1's MAILERS, "default" -> EMAIL_BACKEND."""
+    if hasattr(settings, "MAILERS"):
+        return dict(settings.MAILERS)
+    with warnings.catch_warnings():
+        # Django 6.1 deprecates EMAIL_BACKEND; the project's own settings already warn.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return {"default": {"BACKEND": settings.EMAIL_BACKEND}}
+
+
+def is_sendfleet_backend(path: str) -> bool:
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return False  # Django reports it when the mailer is used
+    return isinstance(backend, type) and issubclass(backend, EmailBackend)
+
+
+def sendfleet_mailers() -> list[Mailer]:
+    """Every configured mailer whose BACKEND is (a subclass of) our ``EmailBackend``."""
+    mailers = []
+    for alias, config in configured_mailers().items():
+        backend = config.get("BACKEND", DEFAULT_MAILER_BACKEND)
+        if is_sendfleet_backend(backend):
+            mailers.append(Mailer(alias, backend, mailer_options(alias)))
+    return mailers
+
+
+# Facts shared by the system checks and the command.
+
+
+def key_problem(conf: SendFleetSettings) -> tuple[str, str] | None:
+    """("missing" or "malformed", the error text) when the key is unusable, else None.
+
+    Other configuration errors (a wrong SENDFLEET) are left to ``settings_problem``.
+    """
+    try:
+        conf.api_key  # noqa: B018  (the property checks the key)
+    except SendFleetConfigurationError as error:
+        text = str(error)
+        for kind in ("missing", "malformed"):
+            if f"API key is {kind}" in text:
+                return kind, text
+    return None
+
+
+def settings_problem(conf: SendFleetSettings) -> str | None:
+    """The first configuration error other than the key's, or None."""
+    try:
+        conf.validate()
+    except SendFleetConfigurationError as error:
+        problem = key_problem(conf)
+        if problem is None or problem[1] != str(error):
+            return str(error)
+    return None
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_plain_http_outside_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not is_loopback(parts.hostname)
+
+
+def webhook_path() -> str | None:
+    """The routed path of the webhook view, or None when the project does not route it."""
+    try:
+        return reverse(WEBHOOK_URL_NAME)
+    except Exception:  # NoReverseMatch; a broken URLconf is Django's own checks' business
+        return None
+
+
+# Django system checks: registered in apps.py, run at startup. Settings only.
+
+
+def system_targets() -> list[tuple[str, SendFleetSettings]]:
+    """(label, settings) to check: each SendFleet mailer, else SENDFLEET when it is set."""
+    targets = [(f"mailer '{m.alias}'", m.conf) for m in sendfleet_mailers()]
+    if not targets and getattr(settings, "SENDFLEET", None):
+        targets.append(("settings.SENDFLEET", SendFleetSettings()))
+    return targets
+
+
+def check_key_setting(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
+    problem = key_problem(conf)
+    if problem is None:
+        return []
+    kind, text = problem
+    if kind == "missing":
+        return [django_checks.Error(text, hint=KEY_MISSING_FIX, obj=label, id="sendfleet.E001")]
+    return [django_checks.Error(text, hint=KEY_MALFORMED_FIX, obj=label, id="sendfleet.E002")]
+
+
+def check_url_setting(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
+    try:
+        url = conf.api_url
+    except SendFleetConfigurationError:
+        return []  # sendfleet.E005
+    if not is_plain_http_outside_loopback(url):
+        return []
+    message = f"The SendFleet API URL {url} is plain http outside loopback."
+    return [django_checks.Error(message, hint=PLAIN_HTTP_FIX, obj=label, id="sendfleet.E003")]
+
+
+def check_other_settings(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
+    problem = settings_problem(conf)
+    if problem is None:
+        return []
+    return [django_checks.Error(problem, hint=SETTINGS_FIX, obj=label, id="sendfleet.E005")]
+
+
+def check_log_content(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
+    try:
+        on = conf.log_content
+    except SendFleetConfigurationError:
+        return []  # sendfleet.E005
+    if not on:
+        return []
+    return [
+        django_checks.Info(
+            "SendFleet LOG_CONTENT is on: the send log stores every message's body, which "
+            "often holds personal data.",
+            hint="Turn it off unless you need the content; prune the log with "
+            "'manage.py sendfleet_prune --days N'.",
+            obj=label,
+            id="sendfleet.I001",
+        )
+    ]
+
+
+def check_webhook_secret_setting() -> list[django_checks.CheckMessage]:
+    path = webhook_path()
+    if path is None:
+        return []
+    try:
+        secrets = SendFleetSettings().webhook_secrets
+    except SendFleetConfigurationError:
+        return []  # sendfleet.E005
+    if secrets:
+        return []
+    message = (
+        f"The SendFleet webhook is routed at {path} but SENDFLEET['WEBHOOK_SECRET'] is not set."
+    )
+    return [
+        django_checks.Error(
+            message, hint=WEBHOOK_SECRET_FIX, obj="settings.SENDFLEET", id="sendfleet.E004"
+        )
+    ]
+
+
+#: Run for each mailer (or for SENDFLEET alone); add new per-mailer system checks here.
+SYSTEM_CHECKS_PER_TARGET: list[
+    Callable[[str, SendFleetSettings], list[django_checks.CheckMessage]]
+] = [check_key_setting, check_url_setting, check_other_settings, check_log_content]
+#: Run once; add new project-wide system checks here.
+SYSTEM_CHECKS_ONCE: list[Callable[[], list[django_checks.CheckMessage]]] = [
+    check_webhook_secret_setting
+]
+
+
+def system_checks(app_configs: Any = None, **kwargs: Any) -> list[django_checks.CheckMessage]:
+    """Registered by ``SendFleetConfig.ready()``. Silent when the project doesn't use SendFleet."""
+    targets = system_targets()
+    if not targets:
+        return []
+    messages = []
+    for label, conf in targets:
+        for check in SYSTEM_CHECKS_PER_TARGET:
+            messages.extend(check(label, conf))
+    for check in SYSTEM_CHECKS_ONCE:
+        messages.extend(check())
+    return messages
+
+
+# The command's checks (manage.py sendfleet_check). These may use the network and the database.
+
+
+def check_settings(mailer: Mailer) -> CheckResult | None:
+    """Every option but the key (that one is ``check_api_key``'s); silent when all are valid."""
+    problem = settings_problem(mailer.conf)
+    return None if problem is None else CheckResult("settings", ERROR, problem, SETTINGS_FIX)
+
+
+def check_api_key(mailer: Mailer) -> CheckResult | None:
+    problem = key_problem(mailer.conf)
+    if problem is not None:
+        kind, text = problem
+        fix = KEY_MISSING_FIX if kind == "missing" else KEY_MALFORMED_FIX
+        return CheckResult("API key", ERROR, text, fix)
+    try:
+        prefix = mailer.conf.api_key_prefix
+    except SendFleetConfigurationError:
+        return None  # the settings themselves are wrong: check_settings says how
+    message = f"prefix {prefix}, shaped <prefix>.<secret> (the secret is never shown)"
+    return CheckResult("API key", OK, message, data={"prefix": prefix})
+
+
+def check_api_url(mailer: Mailer) -> CheckResult | None:
+    try:
+        url = mailer.conf.api_url
+    except SendFleetConfigurationError:
+        return None  # check_settings reports it
+    if is_plain_http_outside_loopback(url):
+        return CheckResult("API URL", ERROR, f"{url} is plain http", PLAIN_HTTP_FIX)
+    if url.startswith("http://"):
+        note = "plain http, allowed on loopback: a local sandbox, not SendFleet"
+    elif url == DEFAULT_API_URL:
+        note = "https, the default"
+    else:
+        note = "https, not the default"
+    return CheckResult("API URL", OK, f"{url} ({note})", data={"url": url})
+
+
+def check_timeouts(mailer: Mailer) -> CheckResult | None:
+    try:
+        timeout, max_wait = mailer.conf.timeout, mailer.conf.max_retry_wait
+    except SendFleetConfigurationError:
+        return None  # check_settings reports it
+    parts = timeout if isinstance(timeout, tuple) else (timeout,)
+    shown = " + ".join(f"{part:g}" for part in parts)
+    facts = f"TIMEOUT {shown} s, MAX_RETRY_WAIT {max_wait:g} s"
+    problems = []
+    if sum(parts) > TIMEOUT_MAX:
+        problems.append(f"a request can hang for over {TIMEOUT_MAX:g} s on a slow API")
+    if parts[-1] < TIMEOUT_MIN:
+        problems.append(
+            f"a read timeout under {TIMEOUT_MIN:g} s turns slow answers into 'unknown' sends "
+            "(the email may have been sent)"
+        )
+    if max_wait > MAX_RETRY_WAIT_MAX:
+        problems.append(f"retries may hold a web request for over {MAX_RETRY_WAIT_MAX:g} s")
+    data = {"timeout": list(parts), "max_retry_wait": max_wait}
+    if not problems:
+        return CheckResult("timeouts", OK, facts, data=data)
+    return CheckResult(
+        "timeouts",
+        WARNING,
+        f"{facts}: {'; '.join(problems)}",
+        f"Set TIMEOUT between {TIMEOUT_MIN:g} and {TIMEOUT_MAX:g} s (default 10) and "
+        f"MAX_RETRY_WAIT to {MAX_RETRY_WAIT_MAX:g} s or less (default 10), in SENDFLEET or "
+        "the mailer's OPTIONS.",
+        data,
+    )
+
+
+def check_api_accepts_key(mailer: Mailer) -> CheckResult | None:
+    """Post an empty payload: the API authenticates before it validates, so 400 = key works."""
+    conf = mailer.conf
+    if key_problem(conf) is not None or settings_problem(conf) is not None:
+        return None  # not contacted: check_api_key or check_settings says why
+    prefix, url = conf.api_key_prefix, conf.api_url
+    if is_plain_http_outside_loopback(url):
+        return None  # the key would cross the network unencrypted: check_api_url says so
+    client = SendFleetClient(
+        api_url=url, api_key=conf.api_key, timeout=conf.timeout, max_retry_wait=0
+    )
+    started = time.monotonic()
+    try:
+        client.send({})
+    except SendFleetValidationError:
+        ms = _ms_since(started)
+        message = f"key {prefix} authenticated by {url} in {ms} ms (400 to an empty payload)"
+        return CheckResult("API", OK, message, data={"status": 400, "ms": ms})
+    except SendFleetError as error:
+        return _api_problem(error, prefix, url, _ms_since(started))
+    ms = _ms_since(started)
+    return CheckResult(
+        "API",
+        WARNING,
+        f"{url} accepted an empty payload in {ms} ms: it does not behave like SendFleet's API",
+        error_table.SPECS_BY_CODE["malformed_response"].fix,
+        {"ms": ms},
+    )
+
+
+def _api_problem(error: SendFleetError, prefix: str, url: str, ms: int) -> CheckResult:
+    fix = error_table.spec_for_error(error).fix
+    data = {"status": error.status_code, "error_code": error.error_code, "ms": ms}
+    if isinstance(error, SendFleetNetworkError):
+        message = f"no answer from {url}: {_network_reason(error)} (after {ms} ms)"
+    elif error.status_code == 401:
+        message = f"key {prefix} rejected by {url}: HTTP 401 {error.detail} ({ms} ms)"
+    else:
+        message = f"{url} answered HTTP {error.status_code} [{error.error_code}] {error.detail}"
+        message += f" ({ms} ms)"
+    if isinstance(error, SendFleetRateLimited):  # throttled after authentication: the key works
+        return CheckResult("API", WARNING, f"key {prefix} works but {message}", fix, data)
+    return CheckResult("API", ERROR, message, fix, data)
+
+
+def _network_reason(error: SendFleetNetworkError) -> str:
+    cause = error.__cause__
+    if isinstance(cause, requests.ConnectTimeout):
+        return "the connection timed out (TIMEOUT)"
+    if isinstance(cause, requests.ReadTimeout):
+        return "no answer within the read timeout (TIMEOUT)"
+    text = str(cause or error)
+    if isinstance(cause, requests.ConnectionError) and "NameResolutionError" in text:
+        return "the host name does not resolve"
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return found.group(0) if found else error.detail
+
+
+def check_send_test(mailer: Mailer, *, to: str, from_email: str | None = None) -> CheckResult:
+    """Send one real message through the normal backend (so it is logged, and suppressions
+    apply), and report what SendFleet answered."""
+    backend = EmailBackend(alias=mailer.alias, **mailer.options)
+    message = EmailMessage(
+        subject=f"SendFleet check from {socket.gethostname()}",
+        body="This message was sent by 'manage.py sendfleet_check --send-test'.",
+        from_email=from_email,
+        to=[to],
+    )
+    sender = parseaddr(message.from_email)[1]
+    raised: Exception | None = None
+    try:
+        backend.send_messages([message])
+    except (SendFleetError, SendFleetConfigurationError, DatabaseError) as error:
+        raised = error
+    results = list(message.anymail_status.recipients.values())  # type: ignore[attr-defined]
+    result = results[0] if results else None
+    data: dict[str, Any] = {"to": to, "from_email": sender}
+    if result is not None and result.status == QUEUED:
+        data.update(message_id=result.message_id, mode=result.mode, warnings=result.warnings)
+        sent = f"queued to {to} from {sender}: message_id {result.message_id}, mode {result.mode}"
+        if raised is not None:
+            text = f"{sent}, but then: {raised}"
+            return CheckResult("test message", ERROR, text, _fix_for(raised), data)
+        if result.warnings:
+            count = len(result.warnings)
+            message_text = f"{sent}, with {count} warning(s) from SendFleet"
+            return CheckResult(
+                "test message", WARNING, message_text, " ".join(result.warnings), data
+            )
+        return CheckResult("test message", OK, sent, data=data)
+    error = (result.error if result is not None else None) or raised
+    if isinstance(error, SendFleetError):
+        data.update(status=error.status_code, error_code=error.error_code)
+        if isinstance(error, SendFleetDomainError):
+            sender += f" (domain {sender.rpartition('@')[2]})"
+    text = f"not sent from {sender} to {to}: {_describe(error)}"
+    return CheckResult("test message", ERROR, text, _fix_for(error), data)
+
+
+def _describe(error: Exception | None) -> str:
+    if not isinstance(error, SendFleetError):
+        return str(error)
+    status = f"HTTP {error.status_code} " if error.status_code else ""
+    return f"{status}[{error.error_code}] {error.detail}"
+
+
+def _fix_for(error: Exception | None) -> str:
+    if isinstance(error, SendFleetError):
+        return error_table.spec_for_error(error).fix
+    if isinstance(error, DatabaseError):
+        return MIGRATE_FIX
+    return SETTINGS_FIX
+
+
+def check_from_email() -> CheckResult:
+    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    domain = address.rpartition("@")[2]
+    if "@" not in address or "." not in domain:
+        return CheckResult(
+            "DEFAULT_FROM_EMAIL",
+            ERROR,
+            f"{settings.DEFAULT_FROM_EMAIL!r} has no domain SendFleet can send from",
+            error_table.SPECS_BY_CODE["domain_not_registered"].fix,
+        )
+    return CheckResult(
+        "DEFAULT_FROM_EMAIL",
+        OK,
+        f"{address}: check that {domain} is registered, TXT- and DKIM-verified in Dashboard -> "
+        "Domains (--send-test proves it)",
+        data={"address": address, "domain": domain},
+    )
+
+
+def check_database() -> CheckResult:
+    if not apps.is_installed("django_sendfleet"):
+        return CheckResult("database", OK, "not used: django_sendfleet is not in INSTALLED_APPS")
+    models = list(apps.get_app_config("django_sendfleet").get_models())
+    alias = router.db_for_write(models[0])
+    try:
+        loader = MigrationLoader(connections[alias], ignore_no_migrations=True)
+        pending = sorted(
+            name
+            for app, name in loader.graph.nodes
+            if app == "django_sendfleet" and (app, name) not in loader.applied_migrations
+        )
+        if pending:
+            return CheckResult(
+                "database",
+                ERROR,
+                f"database {alias!r}: migrations not applied: {', '.join(pending)}",
+                "Run 'python manage.py migrate django_sendfleet'.",
+                {"database": alias, "unapplied": pending},
+            )
+        counts = {model: model._default_manager.using(alias).count() for model in models}
+    except DatabaseError as error:
+        return CheckResult(
+            "database",
+            ERROR,
+            f"database {alias!r}: {error}",
+            MIGRATE_FIX,
+            {"database": alias},
+        )
+    shown = ", ".join(f"{m._meta.verbose_name_plural} {n}" for m, n in counts.items())
+    return CheckResult(
+        "database",
+        OK,
+        f"database {alias!r}: migrations applied; rows: {shown}",
+        data={"database": alias, "rows": {m._meta.model_name: n for m, n in counts.items()}},
+    )
+
+
+def check_webhooks() -> CheckResult | None:
+    path = webhook_path()
+    try:
+        # "or ()": conf returns the unparsed default, None, when WEBHOOK_SECRET is unset.
+        secrets = SendFleetSettings().webhook_secrets or ()
+    except SendFleetConfigurationError:
+        return None  # check_settings reports it
+    data = {"path": path, "secrets": len(secrets)}
+    if path and secrets:
+        message = f"routed at {path}, {len(secrets)} signing secret(s) set"
+        return CheckResult("webhooks", OK, message, data=data)
+    if path:
+        message = f"routed at {path}, but SENDFLEET['WEBHOOK_SECRET'] is not set: events refused"
+        return CheckResult("webhooks", ERROR, message, WEBHOOK_SECRET_FIX, data)
+    if secrets:
+        return CheckResult(
+            "webhooks",
+            WARNING,
+            "SENDFLEET['WEBHOOK_SECRET'] is set but the webhook URL is not routed",
+            "Add path('sendfleet/', include('django_sendfleet.urls')) to the URLconf, and "
+            "register https://<your host>/sendfleet/webhook/ in the SendFleet dashboard.",
+            data,
+        )
+    return CheckResult("webhooks", OK, "not used (URL not routed, no WEBHOOK_SECRET)", data=data)
+
+
+#: Run for each SendFleet mailer, in order. --send-test adds ``check_send_test``.
+MAILER_CHECKS: list[Callable[[Mailer], CheckResult | None]] = [
+    check_settings,
+    check_api_key,
+    check_api_url,
+    check_timeouts,
+    check_api_accepts_key,
+]
+#: Run once. The shared rate limiter's cache and the queued sending's task backend go here.
+PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
+    check_from_email,
+    check_database,
+    check_webhooks,
+]
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -1,0 +1,389 @@
+"""``manage.py sendfleet_check`` against the sandbox over real HTTP on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import django
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
+from django.urls import include, path
+
+from django_sendfleet.checks import KEY_MALFORMED_FIX, KEY_MISSING_FIX, PLAIN_HTTP_FIX
+from django_sendfleet.error_table import SPECS_BY_CODE
+from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.sandbox import (
+    EXPIRED_API_KEY,
+    NO_DKIM_DOMAIN,
+    NO_SPF_DOMAIN,
+    REVOKED_API_KEY,
+    SANDBOX_API_KEY,
+    UNVERIFIED_DOMAIN,
+)
+
+pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
+
+BACKEND = "django_sendfleet.backends.EmailBackend"
+OTHER_KEY = "sbxothr1.SecondKeyOfTheDefaultAccount00001"
+SECRETS = [key.partition(".")[2] for key in (SANDBOX_API_KEY, REVOKED_API_KEY, OTHER_KEY)]
+needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
+
+
+class WebhookRouted:
+    urlpatterns = [path("sendfleet/", include("django_sendfleet.urls"))]
+
+
+class NothingRouted:
+    urlpatterns: list = []
+
+
+@pytest.fixture(autouse=True)
+def webhook_configured(settings, sendfleet_settings):
+    """A project that routes the webhook and has its secret, unless a test says otherwise."""
+    settings.ROOT_URLCONF = WebhookRouted
+    settings.DEFAULT_FROM_EMAIL = "Shop <shop@example.com>"
+    sendfleet_settings["WEBHOOK_SECRET"] = "whsec_test"
+
+
+def run_check(*args):
+    """(exit status, stdout) of the command; asserts no key secret is in the output."""
+    out = StringIO()
+    try:
+        call_command("sendfleet_check", *args, stdout=out, stderr=StringIO(), no_color=True)
+        status = 0
+    except CommandError as error:
+        status = error.returncode
+    text = out.getvalue()
+    for secret in SECRETS:
+        assert secret not in text
+    return status, text
+
+
+def run_json(*args):
+    status, text = run_check("--json", *args)
+    report = json.loads(text)
+    assert report["exit_status"] == status
+    return status, report
+
+
+def result(report, name, mailer="default"):
+    [found] = [c for c in report["checks"] if c["name"] == name and c["mailer"] in (mailer, None)]
+    return found
+
+
+def names(report):
+    return [check["name"] for check in report["checks"]]
+
+
+def use_mailers(settings, mailers):
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = mailers
+    else:
+        settings.EMAIL_BACKEND = mailers["default"]["BACKEND"]
+
+
+# The key against the API.
+
+
+def test_working_key_is_checked_with_an_empty_payload_and_nothing_is_sent(sandbox):
+    status, text = run_check()
+    assert status == 0
+    [request] = sandbox.requests
+    assert request.payload == {} and request.status == 400
+    assert sandbox.accepted == []
+    assert "prefix sbxlive1" in text
+    line = next(line for line in text.splitlines() if line.startswith("  ok      API    "))
+    assert f"key sbxlive1 authenticated by {sandbox.url}" in line and " ms " in line
+    assert "0 error(s): email through SendFleet should work." in text
+
+
+@pytest.mark.parametrize(
+    ("key", "detail"), [(REVOKED_API_KEY, "revoked"), (EXPIRED_API_KEY, "expired")]
+)
+def test_rejected_key_is_an_error_with_the_tables_fix(sendfleet_settings, key, detail):
+    sendfleet_settings["API_KEY"] = key
+    status, report = run_json()
+    assert status == 1
+    api = result(report, "API")
+    assert api["level"] == "error" and api["data"]["status"] == 401
+    assert f"key {key.partition('.')[0]} rejected" in api["message"] and detail in api["message"]
+    assert api["fix"] == SPECS_BY_CODE["authentication_failed"].fix
+    assert key.partition(".")[2] not in json.dumps(report)
+
+
+def test_missing_key_is_reported_without_contacting_the_api(
+    sandbox, sendfleet_settings, monkeypatch
+):
+    monkeypatch.delenv("SENDFLEET_API_KEY", raising=False)
+    del sendfleet_settings["API_KEY"]
+    status, report = run_json()
+    assert status == 1
+    key = result(report, "API key")
+    assert key["level"] == "error" and "missing" in key["message"]
+    assert key["fix"] == KEY_MISSING_FIX
+    assert "API" not in names(report)
+    assert sandbox.requests == []
+
+
+def test_malformed_key_shows_neither_its_secret_nor_itself(sandbox, sendfleet_settings):
+    sendfleet_settings["API_KEY"] = "sbxlive1.ShortSecretPart"
+    status, text = run_check()
+    assert status == 1
+    assert "ShortSecretPart" not in text
+    assert "malformed" in text and KEY_MALFORMED_FIX in text
+    assert sandbox.requests == []
+
+
+def test_unreachable_url_fails_fast_with_the_tables_fix(sendfleet_settings):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    sendfleet_settings["API_URL"] = f"http://127.0.0.1:{port}/api/send/"
+    started = time.monotonic()
+    status, report = run_json()
+    assert time.monotonic() - started < 3
+    assert status == 1
+    api = result(report, "API")
+    assert api["level"] == "error" and api["data"]["error_code"] == "connection_failed"
+    assert api["message"].startswith(f"no answer from http://127.0.0.1:{port}/api/send/: [Errno")
+    assert api["fix"] == SPECS_BY_CODE["connection_failed"].fix
+
+
+def test_a_server_slower_than_the_timeout_fails_within_the_timeout(sandbox, sendfleet_settings):
+    sandbox.latency = 1.5
+    sendfleet_settings["TIMEOUT"] = 0.3
+    started = time.monotonic()
+    status, report = run_json()
+    assert time.monotonic() - started < 1.4
+    assert status == 1
+    api = result(report, "API")
+    assert api["data"]["error_code"] == "network_error"
+    assert "no answer within the read timeout" in api["message"]
+    assert api["fix"] == SPECS_BY_CODE["network_error"].fix
+    assert len(sandbox.requests) == 1  # not retried
+
+
+def test_plain_http_outside_loopback_is_an_error_and_the_key_is_not_sent(sendfleet_settings):
+    sendfleet_settings["API_URL"] = "http://sendfleet.invalid/api/send/"
+    status, report = run_json()
+    assert status == 1
+    url = result(report, "API URL")
+    assert url["level"] == "error" and url["fix"] == PLAIN_HTTP_FIX
+    assert "API" not in names(report)
+
+
+def test_https_and_loopback_http_urls_are_fine(sandbox, sendfleet_settings):
+    _, report = run_json()
+    assert result(report, "API URL")["level"] == "ok"
+    assert "loopback" in result(report, "API URL")["message"]
+
+
+# Settings and project.
+
+
+def test_warnings_alone_exit_zero(sendfleet_settings):
+    sendfleet_settings["TIMEOUT"] = (5, 40)
+    sendfleet_settings["MAX_RETRY_WAIT"] = 120
+    status, report = run_json()
+    assert status == 0 and report["ok"] is True
+    timeouts = result(report, "timeouts")
+    assert timeouts["level"] == "warning" and timeouts["fix"]
+    assert "TIMEOUT 5 + 40 s, MAX_RETRY_WAIT 120 s" in timeouts["message"]
+    assert report["counts"]["warning"] == 1
+
+
+def test_an_invalid_setting_is_one_error_not_one_per_check(sendfleet_settings):
+    sendfleet_settings["TIMEOUT"] = -1
+    status, report = run_json()
+    assert status == 1
+    [error] = [check for check in report["checks"] if check["level"] == "error"]
+    assert error["name"] == "settings" and "TIMEOUT" in error["message"]
+
+
+def test_default_from_email_names_its_domain(settings):
+    _, report = run_json()
+    sender = result(report, "DEFAULT_FROM_EMAIL")
+    assert sender["level"] == "ok" and sender["data"]["domain"] == "example.com"
+    settings.DEFAULT_FROM_EMAIL = "webmaster@localhost"
+    status, report = run_json()
+    assert status == 1
+    assert result(report, "DEFAULT_FROM_EMAIL")["fix"] == SPECS_BY_CODE["domain_not_registered"].fix
+
+
+def test_database_rows_are_counted():
+    SendLog.objects.create(recipient="a@example.com", from_email="shop@example.com")
+    Suppression.objects.create(email="gone@example.com")
+    _, report = run_json()
+    database = result(report, "database")
+    assert database["level"] == "ok"
+    assert database["data"]["rows"]["sendlog"] == 1
+    assert database["data"]["rows"]["suppression"] == 1
+
+
+def test_unapplied_migrations_are_an_error():
+    loader = MigrationLoader(connection)
+    [leaf] = loader.graph.leaf_nodes("django_sendfleet")
+    MigrationRecorder(connection).record_unapplied(*leaf)
+    status, report = run_json()
+    assert status == 1
+    database = result(report, "database")
+    assert database["level"] == "error" and leaf[1] in database["message"]
+    assert "migrate" in database["fix"]
+
+
+def test_webhooks(settings, sendfleet_settings):
+    _, report = run_json()
+    assert result(report, "webhooks")["level"] == "ok"
+    assert result(report, "webhooks")["data"]["path"] == "/sendfleet/webhook/"
+    del sendfleet_settings["WEBHOOK_SECRET"]
+    status, report = run_json()
+    assert status == 1 and result(report, "webhooks")["level"] == "error"
+    settings.ROOT_URLCONF = NothingRouted
+    assert result(run_json()[1], "webhooks")["level"] == "ok"  # not used at all
+    sendfleet_settings["WEBHOOK_SECRET"] = "whsec_test"
+    assert result(run_json()[1], "webhooks")["level"] == "warning"  # secret, no route
+
+
+# --send-test
+
+
+def test_send_test_reports_message_id_and_mode_and_is_logged(sandbox):
+    status, report = run_json("--send-test", "ann@example.net")
+    assert status == 0
+    sent = result(report, "test message")
+    assert sent["level"] == "ok"
+    [accepted] = sandbox.accepted
+    assert accepted.payload["to"] == "ann@example.net"
+    assert accepted.payload["from_email"] == "shop@example.com"
+    assert sent["data"]["message_id"] == accepted.message_id
+    assert sent["data"]["mode"] == "shared"
+    assert SendLog.objects.get().message_id == accepted.message_id
+
+
+def test_send_test_reports_the_apis_warnings(sandbox):
+    status, report = run_json("--send-test", "ann@example.net", "--from", f"x@{NO_SPF_DOMAIN}")
+    assert status == 0
+    sent = result(report, "test message")
+    assert sent["level"] == "warning"
+    assert [w.split()[0] for w in sent["data"]["warnings"]] == ["SPF", "DMARC"]
+    assert "SPF" in sent["fix"] and "DMARC" in sent["fix"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "code"),
+    [(NO_DKIM_DOMAIN, "dkim_not_verified"), (UNVERIFIED_DOMAIN, "domain_not_verified")],
+)
+def test_send_test_domain_failure_gives_the_tables_fix(sandbox, domain, code):
+    status, text = run_check("--send-test", "ann@example.net", "--from", f"shop@{domain}")
+    assert status == 1
+    assert f"(domain {domain})" in text and f"[{code}]" in text
+    assert f"fix:                {SPECS_BY_CODE[code].fix}" in text
+    assert sandbox.accepted == []
+
+
+def test_send_test_respects_local_suppressions(sandbox):
+    Suppression.objects.create(email="gone@example.net")
+    status, report = run_json("--send-test", "gone@example.net")
+    assert status == 1
+    sent = result(report, "test message")
+    assert sent["data"]["error_code"] == "recipient_suppressed"
+    assert sent["fix"] == SPECS_BY_CODE["recipient_suppressed"].fix
+    assert sandbox.accepted == []
+
+
+def test_from_needs_send_test():
+    with pytest.raises(CommandError, match="--send-test"):
+        call_command("sendfleet_check", "--from", "a@example.com", stdout=StringIO())
+
+
+# Mailers.
+
+
+def test_no_sendfleet_mailer_is_an_error(settings):
+    use_mailers(settings, {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}})
+    status, report = run_json()
+    assert status == 1
+    assert result(report, "mailers", mailer=None)["level"] == "error"
+
+
+@needs_mailers
+def test_every_sendfleet_mailer_is_checked_and_mailer_selects_one(settings, sandbox):
+    settings.MAILERS = {
+        "marketing": {"BACKEND": BACKEND, "OPTIONS": {"api_key": REVOKED_API_KEY}},
+        "default": {"BACKEND": BACKEND},
+        "local": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"},
+    }
+    status, report = run_json()
+    assert status == 1
+    assert [c["mailer"] for c in report["checks"] if c["name"] == "API"] == ["default", "marketing"]
+    assert result(report, "API", "marketing")["level"] == "error"
+    assert REVOKED_API_KEY.partition(".")[2] not in json.dumps(report)
+
+    status, report = run_json("--mailer", "default", "--send-test", "ann@example.net")
+    assert status == 0
+    assert {c["mailer"] for c in report["checks"]} == {"default", None}
+    assert sandbox.accepted[0].key_prefix == "sbxlive1"
+
+    with pytest.raises(CommandError, match="does not use SendFleet"):
+        call_command("sendfleet_check", "--mailer", "local", stdout=StringIO())
+    with pytest.raises(CommandError, match="No mailer 'nope'"):
+        call_command("sendfleet_check", "--mailer", "nope", stdout=StringIO())
+
+
+@needs_mailers
+def test_send_test_uses_the_selected_mailers_options(settings, sandbox):
+    sandbox.add_key(OTHER_KEY)
+    settings.MAILERS = {
+        "default": {"BACKEND": BACKEND},
+        "marketing": {"BACKEND": BACKEND, "OPTIONS": {"api_key": OTHER_KEY}},
+    }
+    status, _ = run_check("--mailer", "marketing", "--send-test", "ann@example.net")
+    assert status == 0
+    assert sandbox.accepted[0].key_prefix == "sbxothr1"
+    assert SendLog.objects.get().mailer == "marketing"
+
+
+# The real process.
+
+
+def test_the_process_exit_status(sandbox, tmp_path):
+    """As CI sees it: JSON on stdout, 1 until migrations are applied, then 0."""
+    (tmp_path / "check_settings.py").write_text(
+        "from tests.settings import *\n"
+        f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', "
+        f"'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
+        f"SENDFLEET = {{'API_KEY': {SANDBOX_API_KEY!r}, 'API_URL': {sandbox.url!r}, "
+        "'WEBHOOK_SECRET': 'whsec_test'}\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "check_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+    }
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "django", *args],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    before = manage("sendfleet_check", "--json")
+    assert before.returncode == 1, before.stderr
+    assert json.loads(before.stdout)["counts"]["error"] == 1
+    assert manage("migrate", "-v0").returncode == 0
+    after = manage("sendfleet_check")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert SANDBOX_API_KEY.partition(".")[2] not in after.stdout + after.stderr

@@ -1,0 +1,157 @@
+"""The system checks registered in ``SendFleetConfig.ready()``: settings only, no network, no
+database (no ``django_db`` mark here: a query would fail the test)."""
+
+import django
+import pytest
+import requests
+from django.core import checks
+from django.urls import include, path
+
+from django_sendfleet.backends import EmailBackend
+from django_sendfleet.checks import system_checks
+from django_sendfleet.sandbox import SANDBOX_API_KEY
+
+BACKEND = "django_sendfleet.backends.EmailBackend"
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
+
+
+class CustomBackend(EmailBackend):
+    """A project's subclass is a SendFleet mailer too."""
+
+
+class WebhookRouted:
+    urlpatterns = [path("sendfleet/", include("django_sendfleet.urls"))]
+
+
+class NothingRouted:
+    urlpatterns: list = []
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a system check used the network")
+
+    monkeypatch.setattr(requests.Session, "request", refuse)
+
+
+@pytest.fixture
+def project(settings, monkeypatch):
+    """A valid SendFleet project that routes nothing; returns the SENDFLEET dict."""
+    monkeypatch.delenv("SENDFLEET_API_KEY", raising=False)
+    use_backend(settings, BACKEND)
+    settings.ROOT_URLCONF = NothingRouted
+    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY}
+    return settings.SENDFLEET
+
+
+def use_backend(settings, backend):
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend
+
+
+def ids():
+    return [message.id for message in system_checks()]
+
+
+def test_registered_under_the_sendfleet_tag(project):
+    project["LOG_CONTENT"] = True
+    messages = checks.run_checks(tags=["sendfleet"])
+    assert [message.id for message in messages] == ["sendfleet.I001"]
+
+
+def test_a_valid_project_passes(project):
+    assert ids() == []
+
+
+def test_silent_when_sendfleet_is_not_used(settings):
+    use_backend(settings, LOCMEM)
+    settings.SENDFLEET = {}
+    settings.ROOT_URLCONF = WebhookRouted  # routed without a secret: still nothing to say
+    assert ids() == []
+
+
+def test_e001_no_key(project):
+    del project["API_KEY"]
+    [message] = system_checks()
+    assert message.id == "sendfleet.E001" and message.level == checks.ERROR
+    assert message.obj == "mailer 'default'" and "API Keys" in message.hint
+
+
+def test_e001_when_sendfleet_is_set_without_a_sendfleet_mailer(settings, project):
+    use_backend(settings, LOCMEM)
+    project["TIMEOUT"] = 5
+    del project["API_KEY"]
+    [message] = system_checks()
+    assert message.id == "sendfleet.E001" and message.obj == "settings.SENDFLEET"
+
+
+def test_e002_malformed_key_never_shown(project):
+    project["API_KEY"] = "sbxlive1.NotLongEnoughSecret"
+    [message] = system_checks()
+    assert message.id == "sendfleet.E002"
+    assert "NotLongEnough" not in f"{message.msg} {message.hint}"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://sendfleet.net/api/send/", ["sendfleet.E003"]),
+        ("http://10.0.0.5:8025/api/send/", ["sendfleet.E003"]),
+        ("https://sendfleet.net/api/send/", []),
+        ("http://127.0.0.1:8025/api/send/", []),
+        ("http://localhost:8025/api/send/", []),
+        ("http://[::1]:8025/api/send/", []),
+    ],
+)
+def test_e003_plain_http_outside_loopback(project, url, expected):
+    project["API_URL"] = url
+    assert ids() == expected
+
+
+def test_e004_webhook_routed_without_a_secret(settings, project):
+    settings.ROOT_URLCONF = WebhookRouted
+    [message] = system_checks()
+    assert message.id == "sendfleet.E004" and "/sendfleet/webhook/" in message.msg
+    project["WEBHOOK_SECRET"] = "whsec_test"
+    assert ids() == []
+
+
+def test_e005_other_invalid_setting(project):
+    project["TIMEOUT"] = 0
+    [message] = system_checks()
+    assert message.id == "sendfleet.E005" and "TIMEOUT" in message.msg
+
+
+def test_e005_unknown_key_in_sendfleet(project):
+    project["NOT_A_SETTING"] = 1
+    assert ids() == ["sendfleet.E005"]  # the key cannot be read through a broken SENDFLEET
+
+
+def test_i001_log_content_on(project):
+    project["LOG_CONTENT"] = True
+    [message] = system_checks()
+    assert message.id == "sendfleet.I001" and message.level == checks.INFO
+
+
+def test_a_subclass_of_the_backend_counts(settings, project):
+    use_backend(settings, f"{__name__}.CustomBackend")
+    del project["API_KEY"]
+    assert ids() == ["sendfleet.E001"]
+
+
+@needs_mailers
+def test_each_mailer_is_checked_with_its_options(settings, project):
+    settings.MAILERS = {
+        "default": {"BACKEND": BACKEND},
+        "marketing": {"BACKEND": BACKEND, "OPTIONS": {"api_key": "bad", "log_content": True}},
+        "local": {"BACKEND": LOCMEM, "OPTIONS": {}},
+    }
+    messages = system_checks()
+    assert [(m.obj, m.id) for m in messages] == [
+        ("mailer 'marketing'", "sendfleet.E002"),
+        ("mailer 'marketing'", "sendfleet.I001"),
+    ]
