@@ -1,0 +1,154 @@
+"""The admin in a real browser: Chromium, driven by Playwright, against pytest-django's server.
+
+Logs in, filters the send log to failures, opens a failed row, resends a message through the
+sandbox, and opens the dashboard, saving its screenshot to docs/images/dashboard.png.
+Needs ``pip install playwright`` and Debian's ``chromium`` (Playwright's own browser downloads
+are not used); the module is skipped without them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from django_sendfleet.error_table import SPECS_BY_CODE
+from django_sendfleet.models import SendLog
+from django_sendfleet.status import LogStatus
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install playwright"
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser-test-password"
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
+    # The live server's thread must see the rows this test writes: real commits.
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def page(monkeypatch, live_server) -> Iterator[sync_api.Page]:
+    # Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run
+    # beside one unless told it is safe, which it is here: the loop never touches the ORM.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        browser.close()
+
+
+def seed_thirty_days() -> None:
+    """A month of sends with a realistic mix of outcomes, for the lists and the dashboard."""
+    rng = random.Random(2026)
+    now = timezone.now()
+    outcomes = [
+        (LogStatus.DELIVERED, "", 78),
+        (LogStatus.QUEUED, "", 8),
+        (LogStatus.FAILED, "domain_not_verified", 3),
+        (LogStatus.FAILED, "rate_limited", 2),
+        (LogStatus.FAILED, "queue_error", 1),
+        (LogStatus.REJECTED, "recipient_suppressed", 3),
+        (LogStatus.BOUNCED, "", 3),
+        (LogStatus.UNKNOWN, "network_error", 1),
+        (LogStatus.COMPLAINED, "", 1),
+    ]
+    rows = []
+    for days_ago in range(30):
+        for n in range(rng.randint(25, 60)):
+            status, code, _ = rng.choices(outcomes, weights=[w for *_, w in outcomes])[0]
+            rows.append(
+                SendLog(
+                    created_at=now - datetime.timedelta(days=days_ago, minutes=rng.randint(0, 600)),
+                    mailer="default",
+                    recipient=f"customer{rng.randint(1, 400)}@example.com",
+                    from_email="shop@example.com",
+                    subject=rng.choice(["Your receipt", "Order shipped", "Password reset"]),
+                    status=status,
+                    error_code=code,
+                    http_status={"": 200, "rate_limited": 429, "queue_error": 502}.get(code, 403),
+                    mode="" if code else "shared",
+                    attempts=4 if code == "queue_error" else 1,
+                    message_id="" if code else f"msg-{days_ago}-{n}",
+                )
+            )
+    SendLog.objects.bulk_create(rows)
+
+
+def log_in(page: sync_api.Page, base_url: str) -> None:
+    page.goto(f"{base_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    sync_api.expect(page).to_have_url(re.compile(r"/admin/$"))
+
+
+def test_review_failures_resend_and_see_the_dashboard(
+    page, live_server, django_user_model, sendfleet_settings, sandbox
+):
+    sendfleet_settings["LOG_CONTENT"] = True
+    django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    seed_thirty_days()
+    failed = SendLog.objects.create(
+        created_at=timezone.now(),
+        mailer="default",
+        recipient="ann@example.com",
+        from_email="shop@example.com",
+        from_name="Shop",
+        subject="Your invoice",
+        text_body="Your invoice is attached below.",
+        status=LogStatus.FAILED,
+        error_code="domain_not_verified",
+        http_status=403,
+        attempts=1,
+    )
+    expect = sync_api.expect
+
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/django_sendfleet/sendlog/")
+    page.locator("#changelist-filter").get_by_role("link", name="failed", exact=True).click()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    statuses = page.locator("#result_list tbody td.field-status").all_inner_texts()
+    assert statuses and set(statuses) == {"failed"}
+
+    page.locator(f'#result_list tr:has(input[value="{failed.pk}"]) th a').click()
+    explanation = page.locator("#sendfleet-error-explanation")
+    expect(explanation).to_contain_text("Error code domain_not_verified (HTTP 403)")
+    expect(explanation).to_contain_text(SPECS_BY_CODE["domain_not_verified"].fix[:40])
+
+    page.go_back()
+    page.locator(f'input[name="_selected_action"][value="{failed.pk}"]').check()
+    page.select_option("select[name=action]", "resend")
+    page.locator("button[name=index]").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Resent 1: 1 queued")
+    assert [r.payload["subject"] for r in sandbox.accepted] == ["Your invoice"]
+    assert SendLog.objects.filter(recipient="ann@example.com", status="queued").exists()
+
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("svg.sendfleet-sends-chart rect").first).to_be_visible()
+    expect(page.locator("svg.sendfleet-errors-chart")).to_contain_text("domain_not_verified")
+    total = SendLog.objects.count()
+    expect(page.locator("#sendfleet-total")).to_have_text(str(total))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
