@@ -32,7 +32,7 @@ from django.utils.html import format_html
 from . import dashboard
 from .error_table import ERROR_TABLE, spec_for_code
 from .exceptions import SendFleetError
-from .models import SendLog, Suppression, normalise_email
+from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .status import PROBLEM_STATUSES, LogStatus
 from .suppressions import suppress, suppressed_among
 
@@ -199,8 +199,24 @@ def resend_one(connection: BaseEmailBackend, entry: SendLog) -> str:
     return "sent" if sent else "not sent"
 
 
+class WebhookEventInline(admin.TabularInline):
+    """The delivery events SendFleet sent about this send, under its log row."""
+
+    model = WebhookEvent
+    fields = ("received_at", "event_type", "outcome", "recipient")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("received_at", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(SendLog)
 class SendLogAdmin(admin.ModelAdmin):
+    inlines = (WebhookEventInline,)
     list_display = (
         "created_at",
         "recipient",
@@ -468,3 +484,32 @@ class SuppressionAdmin(admin.ModelAdmin):
         if not change:
             obj.source = "admin"
         super().save_model(request, obj, form, change)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """Every verified event, as stored; filter by outcome for the ones that need a look
+    (unknown message id, unknown type, processing failed)."""
+
+    list_display = ("received_at", "event_type", "message_id", "recipient", "outcome")
+    list_filter = ("outcome",)
+    search_fields = ("=message_id",)
+    search_help_text = "An exact message id."
+    show_full_result_count = False
+    readonly_fields = (
+        "received_at",
+        "event_type",
+        "message_id",
+        "recipient",
+        "outcome",
+        "send_log",
+        "digest",
+        "raw",
+    )
+
+    # Events are evidence of what SendFleet said: never added or edited by hand.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

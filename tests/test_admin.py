@@ -490,3 +490,36 @@ def test_the_dashboard_draws_every_status():
     from django_sendfleet.dashboard import stacking_order
 
     assert sorted(status for status, _ in stacking_order()) == sorted(LogStatus.values)
+
+
+@pytest.mark.django_db
+def test_webhook_events_show_under_their_send_and_in_their_own_list(admin_client):
+    from django_sendfleet.models import WebhookEvent
+
+    row = SendLog.objects.create(
+        recipient="ann@example.com",
+        from_email="shop@example.com",
+        status="bounced",
+        message_id="msg-1",
+    )
+    WebhookEvent.objects.create(
+        event_type="email.bounced",
+        message_id="msg-1",
+        raw={},
+        digest="a",
+        send_log=row,
+        outcome="applied",
+    )
+    WebhookEvent.objects.create(
+        event_type="email.delivered",
+        message_id="never-sent",
+        raw={},
+        digest="b",
+        outcome="unknown_message",
+    )
+    detail = admin_client.get(reverse("admin:django_sendfleet_sendlog_change", args=[row.pk]))
+    assert detail.status_code == 200 and b"email.bounced" in detail.content
+    unknown = admin_client.get(
+        reverse("admin:django_sendfleet_webhookevent_changelist") + "?outcome=unknown_message"
+    )
+    assert b"never-sent" in unknown.content and b"msg-1" not in unknown.content
