@@ -117,13 +117,13 @@ class EmailBackend(BaseEmailBackend):
         log.write()
 
     def _log_batch(self) -> SendLogBatch | None:
-        if not self.settings.send_log:
-            return None
-        key = self.settings.api_key
+        return self._new_log_batch() if self.settings.send_log else None
+
+    def _new_log_batch(self) -> SendLogBatch:
         return SendLogBatch(
             mailer=self.alias or "default",
             log_content=self.settings.log_content,
-            secrets=(key, key.partition(".")[2]),
+            secrets=self.settings.secrets,
             webhooks_enabled=bool(self.settings.webhook_secrets),
         )
 
@@ -306,12 +306,7 @@ class QueuedEmailBackend(EmailBackend):
         pass
 
     def _log_batch(self) -> SendLogBatch:
-        key = self.settings.api_key
-        return SendLogBatch(
-            mailer=self.alias or "default",
-            log_content=self.settings.log_content,
-            secrets=(key, key.partition(".")[2]),
-        )
+        return self._new_log_batch()  # the outbox: written whatever SEND_LOG says
 
     def _send_one(
         self,

@@ -198,6 +198,12 @@ class SendFleetSettings:
         return self.api_key.split(".", 1)[0]
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be logged or stored: the key, its secret part, webhook secrets."""
+        key = self.api_key
+        return (key, key.partition(".")[2], *self.webhook_secrets)
+
+    @property
     def api_url(self) -> str:
         return self._get("API_URL")
 

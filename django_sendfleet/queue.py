@@ -257,7 +257,7 @@ class _Sender:
             attempts=row.attempts,
             http_status=error.status_code,
             error_code=error.error_code or "",
-            detail=redact(f"{retry.reason}: {error.detail}", self._secrets()),
+            detail=redact(f"{retry.reason}: {error.detail}", self.settings.secrets),
             claim_token="",
             lease_expires_at=None,
             updated_at=timezone.now(),
@@ -286,7 +286,7 @@ class _Sender:
             "duration_ms": row.duration_ms,
             "http_status": (error.status_code if error else 200) if row.attempts else None,
             "error_code": (error.error_code or "") if error else "",
-            "detail": redact(error.detail, self._secrets()) if error else "",
+            "detail": redact(error.detail, self.settings.secrets) if error else "",
             "payload": payload if keep_content else None,
             "claim_token": "",
             "lease_expires_at": None,
@@ -309,10 +309,6 @@ class _Sender:
             result.message_id,
             row.attempts,
         )
-
-    def _secrets(self) -> tuple[str, ...]:
-        key = self.settings.api_key
-        return (key, key.partition(".")[2])
 
 
 def _holds(error: SendFleetError) -> bool:
