@@ -36,11 +36,3 @@ def tests(session: nox.Session, django: str, database: str) -> None:
         env["DATABASE_URL"] = os.environ["POSTGRES_URL"]
     session.run("python", "-c", "import django; print('Django', django.get_version())")
     session.run("pytest", "-q", *session.posargs, env=env)
-
-
-@nox.session(python="3.13")
-def lint(session: nox.Session) -> None:
-    session.chdir(ROOT)
-    session.install("-q", "ruff")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")

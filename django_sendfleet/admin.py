@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -35,6 +35,9 @@ from .exceptions import SendFleetError
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .status import PROBLEM_STATUSES, LogStatus
 from .suppressions import suppress, suppressed_among
+
+if TYPE_CHECKING:
+    from django.utils.safestring import SafeString
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -80,7 +83,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast("QuerySet[Any]", self.object_list)
         # Sliced, the count keeps the list's ORDER BY: it walks the same index as the page.
         capped = queryset[: self.exact_count_limit + 1].count()
         if capped <= self.exact_count_limit:
@@ -258,7 +261,7 @@ class SendLogAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: SendLog | None = None) -> bool:
         return False
 
-    def action_checkbox(self, obj: SendLog) -> str:
+    def action_checkbox(self, obj: SendLog) -> SafeString:
         """Django's checkbox, written directly: rendering a widget per row costs ~0.4 ms."""
         return format_html(
             '<input type="checkbox" name="{}" value="{}" class="action-select" '

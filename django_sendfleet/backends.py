@@ -42,6 +42,7 @@ from .outcome import (
     SendStatus,
 )
 from .payloads import build_payloads
+from .ratelimit import SlidingWindowLimiter
 from .status import LogStatus
 from .suppressions import count_stopped_sends, suppressed_among
 
@@ -80,6 +81,7 @@ class EmailBackend(BaseEmailBackend):
             api_key=settings.api_key,
             timeout=settings.timeout,
             max_retry_wait=settings.max_retry_wait,
+            rate_limiter=SlidingWindowLimiter.for_settings(settings),
         )
         self.client.open()
         return True

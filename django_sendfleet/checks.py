@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from . import error_table
-from .backends import EmailBackend
+from .backends import EmailBackend, QueuedEmailBackend
 from .client import SendFleetClient
 from .conf import DEFAULT_API_URL, SendFleetSettings, mailer_options
 from .exceptions import (
@@ -44,6 +44,7 @@ from .exceptions import (
     SendFleetValidationError,
 )
 from .outcome import QUEUED
+from .ratelimit import is_shared
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 WEBHOOK_URL_NAME = "sendfleet-webhook"
@@ -242,6 +243,41 @@ def check_log_content(label: str, conf: SendFleetSettings) -> list[django_checks
     ]
 
 
+PER_PROCESS_CACHE_FIX = (
+    "Point SENDFLEET['RATE_LIMIT_CACHE'] at a cache every process shares, such as Django's "
+    "RedisCache (pip install redis). With one process only, this warning can be silenced "
+    "with SILENCED_SYSTEM_CHECKS = ['sendfleet.W001']."
+)
+
+
+def rate_limit_cache_problem(conf: SendFleetSettings) -> str | None:
+    """Why the shared rate limiter would not be shared, or None."""
+    try:
+        if conf.rate_limit is None:
+            return None
+        alias = conf.rate_limit_cache
+    except SendFleetConfigurationError:
+        return None  # sendfleet.E005
+    if is_shared(alias):
+        return None
+    return (
+        f"SendFleet's rate limiter keeps its log in the cache {alias!r}, which is per process: "
+        "N web processes or workers can together send N times SENDFLEET['RATE_LIMIT'] and "
+        "hit SendFleet's 429s."
+    )
+
+
+def check_rate_limit_cache_setting(
+    label: str, conf: SendFleetSettings
+) -> list[django_checks.CheckMessage]:
+    problem = rate_limit_cache_problem(conf)
+    if problem is None:
+        return []
+    return [
+        django_checks.Warning(problem, hint=PER_PROCESS_CACHE_FIX, obj=label, id="sendfleet.W001")
+    ]
+
+
 def check_webhook_secret_setting() -> list[django_checks.CheckMessage]:
     path = webhook_path()
     if path is None:
@@ -265,7 +301,13 @@ def check_webhook_secret_setting() -> list[django_checks.CheckMessage]:
 #: Run for each mailer (or for SENDFLEET alone); add new per-mailer system checks here.
 SYSTEM_CHECKS_PER_TARGET: list[
     Callable[[str, SendFleetSettings], list[django_checks.CheckMessage]]
-] = [check_key_setting, check_url_setting, check_other_settings, check_log_content]
+] = [
+    check_key_setting,
+    check_url_setting,
+    check_other_settings,
+    check_log_content,
+    check_rate_limit_cache_setting,
+]
 #: Run once; add new project-wide system checks here.
 SYSTEM_CHECKS_ONCE: list[Callable[[], list[django_checks.CheckMessage]]] = [
     check_webhook_secret_setting
@@ -555,14 +597,71 @@ def check_webhooks() -> CheckResult | None:
 
 
 #: Run for each SendFleet mailer, in order. --send-test adds ``check_send_test``.
+def check_rate_limiter(mailer: Mailer) -> CheckResult | None:
+    problem = rate_limit_cache_problem(mailer.conf)
+    if problem is not None:
+        return CheckResult("rate limiter", WARNING, problem, PER_PROCESS_CACHE_FIX)
+    try:
+        rate, alias = mailer.conf.rate_limit, mailer.conf.rate_limit_cache
+    except SendFleetConfigurationError:
+        return None  # reported by check_settings
+    if rate is None:
+        return CheckResult("rate limiter", OK, "off (SENDFLEET['RATE_LIMIT'] is None)")
+    return CheckResult(
+        "rate limiter", OK, f"{rate[0]} per {rate[1]:g} s, shared through cache {alias!r}"
+    )
+
+
+def check_task_backend(mailer: Mailer) -> CheckResult | None:
+    """For queued mailers: the Tasks framework is there and the task backend is configured."""
+    if not issubclass(import_string(mailer.backend), QueuedEmailBackend):
+        return None
+    from .tasks import send_queued_emails
+
+    if send_queued_emails is None:
+        return CheckResult(
+            "task backend",
+            ERROR,
+            "QueuedEmailBackend needs Django's Tasks framework, which is not installed.",
+            "Use Django 6.0+, or on 5.2 pip install 'django-sendfleet[queue]' and add "
+            "'django_tasks' to INSTALLED_APPS.",
+        )
+    try:
+        alias = mailer.conf.task_backend
+        backend = send_queued_emails.using(backend=alias).get_backend()
+    except Exception as error:  # InvalidTaskBackend (either package), bad settings
+        return CheckResult(
+            "task backend", ERROR, f"The task backend cannot be loaded: {error}", TASKS_FIX
+        )
+    name = type(backend).__name__
+    if name in ("ImmediateBackend", "DummyBackend"):
+        return CheckResult(
+            "task backend",
+            WARNING,
+            f"TASKS[{alias!r}] is {name}: "
+            + ("sends run inside the request." if name == "ImmediateBackend" else "nothing runs."),
+            TASKS_FIX,
+        )
+    defer = "defers retries" if backend.supports_defer else "cannot defer: run sendfleet_requeue"
+    return CheckResult("task backend", OK, f"TASKS[{alias!r}] is {name} ({defer})")
+
+
+TASKS_FIX = (
+    "Configure a worker-based task backend in settings.TASKS, such as django-tasks-db's "
+    "DatabaseBackend with 'manage.py db_worker' (see docs/queued.md), and run "
+    "'manage.py sendfleet_requeue' from cron."
+)
+
 MAILER_CHECKS: list[Callable[[Mailer], CheckResult | None]] = [
     check_settings,
     check_api_key,
     check_api_url,
     check_timeouts,
     check_api_accepts_key,
+    check_rate_limiter,
+    check_task_backend,
 ]
-#: Run once. The shared rate limiter's cache and the queued sending's task backend go here.
+#: Run once; add new project-wide checks here.
 PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
     check_from_email,
     check_database,

@@ -14,7 +14,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from . import __version__, error_table
-from .exceptions import SendFleetError, SendFleetMalformedResponse, SendFleetNetworkError
+from .exceptions import (
+    SendFleetError,
+    SendFleetMalformedResponse,
+    SendFleetNetworkError,
+    SendFleetRateLimitWait,
+)
+from .ratelimit import SlidingWindowLimiter
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -50,8 +56,11 @@ class SendFleetClient:
         api_key: str,
         timeout: float | tuple[float, float],
         max_retry_wait: float,
+        rate_limiter: SlidingWindowLimiter | None = None,
     ) -> None:
         self.api_url = api_url
+        #: Paces every attempt, retries included, with every other process using the key.
+        self.rate_limiter = rate_limiter
         self._api_key = api_key
         self.timeout = timeout
         self.max_retry_wait = max_retry_wait
@@ -94,7 +103,14 @@ class SendFleetClient:
             while True:
                 attempt += 1
                 try:
+                    if self.rate_limiter is not None:
+                        waited += self.rate_limiter.acquire(max(self.max_retry_wait - waited, 0))
                     return self.attempt(payload, attempt=attempt, started=started)
+                except SendFleetRateLimitWait as error:
+                    # No slot within MAX_RETRY_WAIT: nothing was sent by this attempt.
+                    error.attempts = attempt - 1
+                    error.recipient, error.payload = payload.get("to"), payload
+                    raise
                 except SendFleetError as error:
                     error.attempts = attempt
                     wait = error_table.retry_wait(error, attempt)

@@ -33,6 +33,8 @@ class Option:
     name: str  # upper case, as in the SENDFLEET dict
     default: Any
     parse: Callable[[str, Any], Any]
+    #: Settable per mailer in MAILERS OPTIONS (webhook settings belong to the project).
+    per_mailer: bool = True
 
 
 def _boolean(name: str, value: Any) -> bool:
@@ -113,6 +115,15 @@ def _alias(name: str, value: Any) -> str:
     return value
 
 
+def _cache_alias(name: str, value: Any) -> str:
+    alias = _alias(name, value)
+    if alias not in settings.CACHES:
+        raise SendFleetConfigurationError(
+            f"SendFleet {name} is {alias!r}, which is not in settings.CACHES."
+        )
+    return alias
+
+
 def _anything(name: str, value: Any) -> Any:
     return value
 
@@ -124,14 +135,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("MAX_RETRY_WAIT", 10.0, _seconds),
     Option("IGNORE_UNSUPPORTED_FEATURES", False, _boolean),
     Option("IGNORE_RECIPIENT_STATUS", False, _boolean),
-    # Reserved for the shared rate limiter: validated now, enforced once the limiter exists.
     Option("RATE_LIMIT", "60/min", _rate_limit),
-    Option("RATE_LIMIT_CACHE", "default", _alias),
+    Option("RATE_LIMIT_CACHE", "default", _cache_alias),
     Option("SEND_LOG", True, _boolean),
     Option("CHECK_SUPPRESSIONS", True, _boolean),
     Option("LOG_CONTENT", False, _boolean),
-    Option("WEBHOOK_SECRET", None, _secrets),
-    Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int),
+    Option("WEBHOOK_SECRET", None, _secrets, per_mailer=False),
+    Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int, per_mailer=False),
     # Queued sending: the Django Tasks backend alias, and how long a worker's claim on a row
     # lasts; past it, a row still "sending" is marked "unknown" (the worker died mid-send).
     Option("TASK_BACKEND", "default", _alias),
@@ -139,7 +149,7 @@ OPTIONS: tuple[Option, ...] = (
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
-MAILER_OPTION_NAMES = frozenset(name.lower() for name in OPTIONS_BY_NAME)
+MAILER_OPTION_NAMES = frozenset(option.name.lower() for option in OPTIONS if option.per_mailer)
 
 
 class SendFleetSettings:

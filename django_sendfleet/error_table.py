@@ -273,6 +273,18 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         "API is slow.",
     ),
     ErrorSpec(
+        "rate_limit_wait",
+        None,
+        exc.SendFleetRateLimitWait,
+        True,
+        batch_effect=BatchEffect.STOP_BATCH,
+        sent_by_api=False,
+        meaning="SENDFLEET['RATE_LIMIT'] had no free slot within MAX_RETRY_WAIT, so the send "
+        "was not attempted: nothing was sent.",
+        fix="Send again after error.retry_after seconds, raise MAX_RETRY_WAIT, or use the "
+        "queued backend (its workers reschedule instead of waiting).",
+    ),
+    ErrorSpec(
         "lease_expired",
         None,
         exc.SendFleetLeaseExpired,

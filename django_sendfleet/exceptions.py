@@ -111,6 +111,20 @@ class SendFleetLeaseExpired(SendFleetError):
     error_code = "lease_expired"
 
 
+class SendFleetRateLimitWait(SendFleetError):
+    """The shared rate limit would make this send wait longer than it may. Nothing was sent.
+
+    ``retry_after`` is the seconds until the limiter expected a free slot.
+    """
+
+    error_code = "rate_limit_wait"
+
+    def __init__(self, detail: str = "", *, retry_after: float, **kwargs: Any) -> None:
+        kwargs.setdefault("retryable", True)
+        super().__init__(detail, **kwargs)
+        self.retry_after = retry_after
+
+
 class SendFleetWebhookValidationError(SendFleetError, SuspiciousOperation):
     """A webhook request failed signature or shape validation."""
 

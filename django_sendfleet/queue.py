@@ -34,6 +34,7 @@ from .exceptions import (
     SendFleetConfigurationError,
     SendFleetError,
     SendFleetLeaseExpired,
+    SendFleetRateLimitWait,
     SendFleetRecipientSuppressed,
     SendFleetUsageLimitExceeded,
 )
@@ -42,6 +43,7 @@ from .log import redact
 from .models import SendLog
 from .outcome import QUEUED, REJECTED, RecipientStatus, SendStatus
 from .payloads import message_from_payload
+from .ratelimit import SlidingWindowLimiter
 from .status import LogStatus, log_status_for
 from .suppressions import count_stopped_sends, suppressed_among
 
@@ -66,7 +68,9 @@ def require_tasks() -> None:
         )
 
 
-def schedule(row_ids: Sequence[int], settings: SendFleetSettings, when: datetime | None = None):
+def schedule(
+    row_ids: Sequence[int], settings: SendFleetSettings, when: datetime | None = None
+) -> None:
     """Enqueue the task for these rows now, or at ``when`` where the task backend can defer.
 
     Never raises: rows whose task could not be enqueued stay ``pending`` and
@@ -192,6 +196,7 @@ class _Sender:
         self.mailer = mailer
         self.settings = SendFleetSettings(mailer_options(mailer))
         self.guard = BatchGuard()
+        self.limiter = SlidingWindowLimiter.for_settings(self.settings)
         self.later: list[tuple[int, datetime]] = []
 
     def send(self, row_ids: list[int]) -> None:
@@ -228,6 +233,14 @@ class _Sender:
         if blocker is not None:
             self._after_error(row, blocker, payload, attempted=False)
             return
+        if self.limiter is not None:
+            try:
+                self.limiter.acquire(self.settings.max_retry_wait)
+            except SendFleetRateLimitWait as wait:
+                # Not an attempt: nothing was sent. Come back when a slot is free.
+                when = timezone.now() + timedelta(seconds=wait.retry_after)
+                self._release(row, _Retry(when, "waiting for the shared rate limit"), wait)
+                return
         started = timezone.now()
         try:
             accepted = client.attempt(payload, attempt=row.attempts + 1)
@@ -251,6 +264,10 @@ class _Sender:
             result = RecipientStatus(spec.recipient_status, error=error, attempts=row.attempts)
             self._finish(row, result, payload)
             return
+        self._release(row, retry, error)
+
+    def _release(self, row: SendLog, retry: _Retry, error: SendFleetError) -> None:
+        """Give the row back to the outbox until ``retry.when``, and schedule a task then."""
         SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
             status=LogStatus.PENDING,
             not_before=retry.when,

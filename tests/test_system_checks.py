@@ -42,7 +42,14 @@ def project(settings, monkeypatch):
     monkeypatch.delenv("SENDFLEET_API_KEY", raising=False)
     use_backend(settings, BACKEND)
     settings.ROOT_URLCONF = NothingRouted
-    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY}
+    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY, "RATE_LIMIT_CACHE": "shared"}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        },  # never contacted by the checks
+    }
     return settings.SENDFLEET
 
 
@@ -155,3 +162,14 @@ def test_each_mailer_is_checked_with_its_options(settings, project):
         ("mailer 'marketing'", "sendfleet.E002"),
         ("mailer 'marketing'", "sendfleet.I001"),
     ]
+
+
+def test_rate_limiter_on_a_per_process_cache_warns(project):
+    project["RATE_LIMIT_CACHE"] = "default"  # LocMemCache
+    assert ids() == ["sendfleet.W001"]
+
+
+def test_rate_limiter_off_needs_no_shared_cache(project):
+    project["RATE_LIMIT_CACHE"] = "default"
+    project["RATE_LIMIT"] = None
+    assert ids() == []

@@ -131,7 +131,7 @@ def configure_webhook(sandbox: Sandbox, options: argparse.Namespace) -> None:
         sandbox.configure_webhook(options.webhook_url, options.webhook_secret)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
     if not options.allow_non_loopback and not is_loopback(options.host):
@@ -177,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         pass
     finally:
         sandbox.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -37,7 +37,14 @@ def sendfleet_backend(settings: Any, sendfleet_sandbox: Sandbox) -> dict[str, An
     """
     import django
 
-    settings.SENDFLEET = {"API_KEY": SANDBOX_API_KEY, "API_URL": sendfleet_sandbox.url}
+    # RATE_LIMIT off: the limiter's log lives in the cache and would outlast each test (every
+    # test gets a fresh sandbox, whose own throttle still applies). Turn it on in a test to
+    # test pacing.
+    settings.SENDFLEET = {
+        "API_KEY": SANDBOX_API_KEY,
+        "API_URL": sendfleet_sandbox.url,
+        "RATE_LIMIT": None,
+    }
     if django.VERSION >= (6, 1):
         settings.MAILERS = {"default": {"BACKEND": BACKEND}}
     else:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from .state import Response, SandboxState
@@ -54,7 +54,7 @@ class SandboxServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind() does a reverse DNS lookup for server_name; skip it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = cast("tuple[str, int]", self.server_address[:2])
 
     @property
     def port(self) -> int:

@@ -45,7 +45,7 @@ _OUTCOMES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     "fail": [("email.sent", {}), ("email.failed", {"description": "Rejected by SES"})],
 }
-_DELIVERED = [("email.sent", {}), ("email.delivered", {})]
+_DELIVERED: list[tuple[str, dict[str, Any]]] = [("email.sent", {}), ("email.delivered", {})]
 
 
 def events_for(recipient: str, message_id: str) -> list[dict[str, Any]]:

@@ -161,7 +161,7 @@ def no_mailer_result() -> CheckResult:
 
 def key_secrets(mailers: list[Mailer]) -> set[str]:
     """Every configured key and its secret part, to keep out of the output whatever happens."""
-    secrets = set()
+    secrets: set[str] = set()
     for conf in [mailer.conf for mailer in mailers] + [SendFleetSettings()]:
         try:
             key = conf.api_key

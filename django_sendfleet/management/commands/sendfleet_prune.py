@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=5000)
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
-    def handle(self, *args: Any, days: int, batch_size: int, dry_run: bool, **options: Any):
+    def handle(self, *args: Any, days: int, batch_size: int, dry_run: bool, **options: Any) -> None:
         if days < 1:
             raise CommandError("--days must be 1 or more.")
         if batch_size < 1:

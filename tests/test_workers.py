@@ -1,0 +1,168 @@
+"""Real worker processes: django-tasks-db's db_worker on PostgreSQL, the limiter on Redis,
+the sandbox with a scaled-down rate limit. Runs where PostgreSQL is the test database and
+django-tasks-db is installed (CI: .ci/run starts PostgreSQL and Redis).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+from django.db import connection
+
+from django_sendfleet.backends import QueuedEmailBackend
+from django_sendfleet.models import SendLog
+from django_sendfleet.sandbox import SANDBOX_API_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_BACKEND = "django_tasks_db.DatabaseBackend"
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+        reason="worker processes need PostgreSQL as the test database (set DATABASE_URL)",
+    ),
+]
+
+
+@pytest.fixture
+def redis_url(redis_server_url):
+    return redis_server_url
+
+
+@pytest.fixture
+def worker_env(sandbox, settings, redis_url):
+    """Settings shared by this process and the workers: the same database, sandbox, cache."""
+    pytest.importorskip("django_tasks_db")
+    settings.TASKS = {"default": {"BACKEND": DB_BACKEND}}
+    settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
+    database = connection.settings_dict
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:"
+            f"{database['PORT']}/{database['NAME']}"
+        ),
+        "SENDFLEET_TEST_TASK_BACKEND": DB_BACKEND,
+        "SENDFLEET_TEST_API_URL": sandbox.url,
+        "SENDFLEET_TEST_API_KEY": SANDBOX_API_KEY,
+        "SENDFLEET_TEST_REDIS_URL": redis_url,
+    }
+    return env
+
+
+def start_workers(env, count, log=None):
+    """Start db_worker processes; their output goes to ``log`` (a file) when given."""
+    command = [
+        sys.executable,
+        "-m",
+        "django",
+        "db_worker",
+        "--interval",
+        "0.1",
+        "--no-startup-delay",
+    ]
+    log = log or subprocess.DEVNULL
+    return [
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(count)
+    ]
+
+
+def stop(workers):
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    statuses = sorted(SendLog.objects.values_list("status", "error_code"))
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; rows: {statuses}")
+
+
+def queue_messages(count, prefix="user"):
+    backend = QueuedEmailBackend()
+    for n in range(count):  # one send_messages call each: one task each, for workers to share
+        backend.send_messages(
+            [EmailMessage(f"Hello {n}", "Body", "shop@example.com", [f"{prefix}{n}@example.com"])]
+        )
+
+
+def test_several_workers_send_every_message_exactly_once_without_a_429(
+    sandbox, worker_env, settings
+):
+    limit = (10, 2.0)
+    sandbox.set_rate_limit(*limit)
+    worker_env["SENDFLEET_TEST_RATE_LIMIT"] = "10/2s"
+    workers = start_workers(worker_env, 3)
+    try:
+        queue_messages(30)
+        wait_for(
+            lambda: not SendLog.objects.exclude(status="queued").exists(),
+            60,
+            "every row to be queued",
+        )
+    finally:
+        stop(workers)
+    sent_to = [request.payload["to"] for request in sandbox.accepted]
+    assert len(sent_to) == 30 and len(set(sent_to)) == 30
+    assert [r.status for r in sandbox.requests if r.status != 200] == []
+    assert SendLog.objects.filter(status="queued").count() == 30
+
+
+def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, worker_env):
+    worker_env["SENDFLEET_TEST_LEASE_SECONDS"] = "2"
+    sandbox.latency = 3.0  # the first send is still waiting for its answer when we kill
+    backend = QueuedEmailBackend()
+    backend.send_messages(
+        [EmailMessage("Hi", "Body", "shop@example.com", [f"user{n}@example.com"]) for n in range(5)]
+    )
+    [worker] = start_workers(worker_env, 1)
+    try:
+        wait_for(lambda: len(sandbox.requests) == 1, 30, "the first request to arrive")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        stop([worker])
+    in_flight = SendLog.objects.get(status="sending")
+    assert SendLog.objects.filter(status="pending").count() == 4
+
+    sandbox.latency = 0.0
+    time.sleep(2.5)  # the lease runs out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENDFLEET_TEST_LEASE_SECONDS", "2")
+        call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
+    in_flight.refresh_from_db()
+    assert in_flight.status == "unknown" and in_flight.error_code == "lease_expired"
+
+    workers = start_workers(worker_env, 1)
+    try:
+        wait_for(
+            lambda: SendLog.objects.filter(status="queued").count() == 4,
+            30,
+            "the other four to be sent",
+        )
+    finally:
+        stop(workers)
+    sent_to = [request.payload["to"] for request in sandbox.requests]
+    assert sorted(sent_to) == [f"user{n}@example.com" for n in range(5)]  # each exactly once
+    in_flight.refresh_from_db()
+    assert in_flight.status == "unknown"
