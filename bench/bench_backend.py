@@ -81,6 +81,7 @@ def main() -> int:
     settings.SENDFLEET = {
         "API_KEY": "benchkey.0123456789abcdef0123456789abcdef",
         "API_URL": f"{base}/api/send/",
+        "RATE_LIMIT": None,  # anymail has no limiter: compare the per-message cost alone
     }
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "bench-token", "POSTMARK_API_URL": f"{base}/"}
 
