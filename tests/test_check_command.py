@@ -387,3 +387,37 @@ def test_the_process_exit_status(sandbox, tmp_path):
     after = manage("sendfleet_check")
     assert after.returncode == 0, after.stdout + after.stderr
     assert SANDBOX_API_KEY.partition(".")[2] not in after.stdout + after.stderr
+
+
+# The rate limiter and, for queued mailers, the task backend.
+
+QUEUED = "django_sendfleet.backends.QueuedEmailBackend"
+
+
+def test_rate_limiter_on_a_per_process_cache_is_a_warning(sandbox, sendfleet_settings):
+    sendfleet_settings["RATE_LIMIT"] = "60/min"  # the test settings' cache is LocMemCache
+    status, report = run_json()
+    check = result(report, "rate limiter")
+    assert check["level"] == "warning" and "per process" in check["message"]
+    assert status == 0
+
+
+def test_rate_limiter_off_is_reported(sandbox):
+    _, report = run_json()
+    assert result(report, "rate limiter")["message"].startswith("off")
+
+
+def test_task_backend_of_a_queued_mailer(settings, sandbox):
+    use_mailers(settings, {"default": {"BACKEND": QUEUED}})
+    _, report = run_json()
+    check = result(report, "task backend")
+    # The test settings run tasks inline: fine for tests, a warning in production.
+    assert check["level"] == "warning" and "ImmediateBackend" in check["message"]
+    settings.TASKS = {"default": {"BACKEND": "no.such.Backend"}}
+    status, report = run_json()
+    assert result(report, "task backend")["level"] == "error" and status == 1
+
+
+def test_task_backend_is_not_checked_for_the_synchronous_backend(sandbox):
+    _, report = run_json()
+    assert "task backend" not in names(report)
