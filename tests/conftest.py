@@ -1,8 +1,11 @@
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,41 +34,42 @@ def retry_waits(monkeypatch):
     return waits
 
 
+def _redis_answers(url: str, timeout: float) -> bool:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            return bool(redis.Redis.from_url(url).ping())
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory):
-    """A real Redis: $REDIS_URL when set (CI starts one), else a redis-server started here."""
+def redis_url() -> Iterator[str]:
+    pytest.importorskip("redis", reason="pip install redis to test the limiter on Redis")
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("no Redis: set REDIS_URL or install redis-server")
+        pytest.skip("No REDIS_URL and no redis-server to start")
+    with tempfile.TemporaryDirectory() as directory:
+        port = _free_port()
+        command = [server, "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", directory]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            if not _redis_answers(url, timeout=5):
+                pytest.skip("redis-server did not start")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=5)
+
+
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+        return probe.getsockname()[1]

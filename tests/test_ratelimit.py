@@ -7,21 +7,16 @@ a free loopback port; the Redis tests skip only when neither is there. Windows a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import multiprocessing
-import os
 import random
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,41 +51,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _redis_answers(url: str, timeout: float) -> bool:
-    import redis
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(redis.RedisError):
-            return bool(redis.Redis.from_url(url).ping())
-        time.sleep(0.05)
-    return False
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    pytest.importorskip("redis", reason="pip install redis to test the limiter on Redis")
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("No REDIS_URL and no redis-server to start")
-    with tempfile.TemporaryDirectory() as directory:
-        port = _free_port()
-        command = [server, "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", directory]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            if not _redis_answers(url, timeout=5):
-                pytest.skip("redis-server did not start")
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(params=["redis", "locmem", "dummy", "file"])

@@ -33,11 +33,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def redis_url(redis_server_url):
-    return redis_server_url
-
-
-@pytest.fixture
 def worker_env(sandbox, settings, redis_url):
     """Settings shared by this process and the workers: the same database, sandbox, cache."""
     pytest.importorskip("django_tasks_db")
