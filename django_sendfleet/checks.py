@@ -473,7 +473,8 @@ def check_send_test(mailer: Mailer, *, to: str, from_email: str | None = None) -
         backend.send_messages([message])
     except (SendFleetError, SendFleetConfigurationError, DatabaseError) as error:
         raised = error
-    results = list(message.anymail_status.recipients.values())  # type: ignore[attr-defined]
+    status = getattr(message, "anymail_status", None)  # unset when open() raised
+    results = list(status.recipients.values()) if status is not None else []
     result = results[0] if results else None
     data: dict[str, Any] = {"to": to, "from_email": sender}
     if result is not None and result.status == QUEUED:

@@ -21,6 +21,7 @@ from .exceptions import (
     SendFleetRateLimitWait,
 )
 from .ratelimit import SlidingWindowLimiter
+from .redaction import redact
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -136,6 +137,14 @@ class SendFleetClient:
             if opened_here:
                 self.close()
 
+    def _without_key(self, error: SendFleetError) -> SendFleetError:
+        """A gateway may echo the request's headers back: keep the key out of the error."""
+        redacted = redact(error.detail, (self._api_key, self._api_key.partition(".")[2]))
+        if redacted != error.detail:
+            error.detail = redacted
+            error.args = (redacted,)
+        return error
+
     def attempt(
         self, payload: dict[str, Any], *, attempt: int = 1, started: float | None = None
     ) -> Accepted:
@@ -148,9 +157,9 @@ class SendFleetClient:
         try:
             response = self._session.post(self.api_url, json=payload, timeout=self.timeout)
         except requests.RequestException as error:
-            raise _network_error(error, **context) from error
+            raise self._without_key(_network_error(error, **context)) from error
         if not 200 <= response.status_code < 300:
-            raise error_table.error_for_response(response, **context)
+            raise self._without_key(error_table.error_for_response(response, **context))
         try:
             body = response.json()
         except ValueError:

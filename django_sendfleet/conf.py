@@ -37,16 +37,28 @@ class Option:
     per_mailer: bool = True
 
 
+_KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{32,}")
+
+
+def _shown(value: Any) -> str:
+    """A refused value, for an error message: never one that looks like an API key."""
+    if isinstance(value, str) and _KEY_SHAPED.search(value):
+        return "a value shaped like an API key (not shown)"
+    return repr(value)
+
+
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise SendFleetConfigurationError(f"SendFleet {name} must be True or False, not {value!r}.")
+        raise SendFleetConfigurationError(
+            f"SendFleet {name} must be True or False, not {_shown(value)}."
+        )
     return value
 
 
 def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise SendFleetConfigurationError(
-            f"SendFleet {name} must be a number of seconds (0 or more), not {value!r}."
+            f"SendFleet {name} must be a number of seconds (0 or more), not {_shown(value)}."
         )
     return float(value)
 
@@ -70,7 +82,8 @@ def _api_url(name: str, value: Any) -> str:
     parts = urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise SendFleetConfigurationError(
-            f"SendFleet {name} must be an http(s) URL such as {DEFAULT_API_URL!r}, not {value!r}."
+            f"SendFleet {name} must be an http(s) URL such as {DEFAULT_API_URL!r}, "
+            f"not {_shown(value)}."
         )
     return value
 
@@ -91,7 +104,7 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
             return count, float(seconds)
     raise SendFleetConfigurationError(
         f"SendFleet {name} must look like '60/min', '10/s', '500/h' or (requests, seconds), "
-        f"or be None; not {value!r}."
+        f"or be None; not {_shown(value)}."
     )
 
 
@@ -195,7 +208,7 @@ class SendFleetSettings:
                 f"{API_KEY_ENVIRONMENT_VARIABLE} environment variable, or the MAILERS "
                 "'api_key' option)."
             )
-        if not isinstance(key, str) or not API_KEY_PATTERN.match(key):
+        if not isinstance(key, str) or not API_KEY_PATTERN.fullmatch(key):
             raise SendFleetConfigurationError(
                 "SendFleet API key is malformed: expected '<prefix>.<secret>' as shown in "
                 "Dashboard -> API Keys (check for missing characters or spaces)."

@@ -10,6 +10,7 @@ from django.db import DatabaseError, transaction
 from .models import DETAIL_MAX_LENGTH, SendLog
 from .outcome import PENDING
 from .payloads import build_payload
+from .redaction import redact
 from .status import log_status_for
 from .webhooks import apply_waiting_events
 
@@ -21,17 +22,25 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_sendfleet")
 
-REDACTED = "[redacted]"
 
-
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Remove secrets from text meant for storage, and bound its length."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+def stored_detail(text: str, secrets: tuple[str, ...]) -> str:
+    """An error's detail as the log stores it: without secrets, of bounded length."""
+    text = redact(text, secrets)
     if len(text) > DETAIL_MAX_LENGTH:
         text = text[: DETAIL_MAX_LENGTH - 1] + "…"
     return text
+
+
+def _fit(name: str, value: Any) -> Any:
+    """Text as a database column takes it: no NUL, no lone surrogate, within the column.
+
+    Refused messages are logged too, and their text is whatever the caller passed.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    max_length = SendLog._meta.get_field(name).max_length
+    return text[:max_length] if max_length else text
 
 
 class SendLogBatch:
@@ -68,7 +77,7 @@ class SendLogBatch:
             "status": log_status_for(result.status),
             "http_status": (error.status_code if error else 200) if result.attempts else None,
             "error_code": (error.error_code or "") if error else "",
-            "detail": redact(error.detail, self._secrets) if error else "",
+            "detail": stored_detail(error.detail, self._secrets) if error else "",
             "mode": result.mode or "",
             "warnings": result.warnings,
             "attempts": result.attempts,
@@ -84,7 +93,7 @@ class SendLogBatch:
                 "text_body": outgoing.text,
                 "html_body": outgoing.html or "",
             }
-        self.rows.append(SendLog(**fields))
+        self.rows.append(SendLog(**{name: _fit(name, value) for name, value in fields.items()}))
 
     def take_rows(self) -> list[SendLog]:
         rows, self.rows = self.rows, []

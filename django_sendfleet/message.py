@@ -78,7 +78,9 @@ def parse_address(value: Any, field: str) -> ParsedAddress:
 @functools.lru_cache(maxsize=512)  # senders and reply-to addresses repeat across a batch
 def _parse_address_text(text: str, field: str) -> ParsedAddress:
     _refuse_unsafe_text(text, field)
-    simple = _SIMPLE_ADDRESS.match(text) if "=?" not in text else None
+    simple = _SIMPLE_ADDRESS.match(text)
+    if simple and "=?" in (simple["name"] or ""):
+        simple = None  # an RFC 2047 encoded display name: the email package decodes it
     if simple:
         name = simple["name"] or ""
         address = ParsedAddress(name, simple["bracketed"] or simple["bare"])

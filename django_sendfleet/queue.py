@@ -39,7 +39,7 @@ from .exceptions import (
     SendFleetUsageLimitExceeded,
 )
 from .failures import handle_failure
-from .log import redact
+from .log import stored_detail
 from .models import SendLog
 from .outcome import QUEUED, REJECTED, RecipientStatus, SendStatus
 from .payloads import message_from_payload
@@ -274,7 +274,7 @@ class _Sender:
             attempts=row.attempts,
             http_status=error.status_code,
             error_code=error.error_code or "",
-            detail=redact(f"{retry.reason}: {error.detail}", self.settings.secrets),
+            detail=stored_detail(f"{retry.reason}: {error.detail}", self.settings.secrets),
             claim_token="",
             lease_expires_at=None,
             updated_at=timezone.now(),
@@ -303,7 +303,7 @@ class _Sender:
             "duration_ms": row.duration_ms,
             "http_status": (error.status_code if error else 200) if row.attempts else None,
             "error_code": (error.error_code or "") if error else "",
-            "detail": redact(error.detail, self.settings.secrets) if error else "",
+            "detail": stored_detail(error.detail, self.settings.secrets) if error else "",
             "payload": payload if keep_content else None,
             "claim_token": "",
             "lease_expires_at": None,

@@ -26,7 +26,7 @@ from django_sendfleet.checks import (
 )
 from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.exceptions import SendFleetConfigurationError
-from django_sendfleet.log import REDACTED
+from django_sendfleet.redaction import redact
 
 NO_MAILER_FIX = (
     "Set EMAIL_BACKEND = 'django_sendfleet.backends.EmailBackend' (Django 6.1: a MAILERS entry "
@@ -169,9 +169,3 @@ def key_secrets(mailers: list[Mailer]) -> set[str]:
             continue
         secrets.update((key, key.partition(".")[2]))
     return secrets
-
-
-def redact(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text

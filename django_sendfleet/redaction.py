@@ -1,0 +1,14 @@
+"""Keeping secrets out of text that is raised, logged or stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    # Longest first: a whole key goes before its secret part would break it up.
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,535 @@
+"""Every way a send can fail, for both backends, against the sandbox over real HTTP.
+
+Each row of the matrix is one failure (every documented error code, plus a read timeout, a
+dropped connection, a refused connection, a malformed 200, an undocumented 404 and a proxy's
+504) and says what must follow, whichever backend sent the message:
+
+- the exception ``EmailBackend`` raises (the queued backend never raises: its worker records);
+- how many HTTP attempts were made, and the waits between them, as the error table says
+  (``EmailBackend`` sleeps between retries; ``QueuedEmailBackend`` reschedules the row, and the
+  test drives the worker, fast-forwarding each row's ``not_before``, until the row is final);
+- the send log row: status, error_code, http_status, attempts;
+- the signals fired: ``send_failed``, ``send_forbidden``, ``recipient_suppressed``;
+- no message lost or doubled: the sandbox's accepted messages per recipient, and a final
+  queued row is never sent again.
+
+The matrix is checked against ``ERROR_TABLE``, so a new row of the table cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from django_sendfleet import client as client_module
+from django_sendfleet import exceptions as exc
+from django_sendfleet import log as log_module
+from django_sendfleet import payloads as payloads_module
+from django_sendfleet import queue, signals
+from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
+from django_sendfleet.client import SendFleetClient
+from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
+from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.sandbox import (
+    BYOC_BROKEN_API_KEY,
+    REVOKED_API_KEY,
+    SUPPRESSED_EMAIL,
+    SUSPENDED_API_KEY,
+    UNAPPROVED_API_KEY,
+    Sandbox,
+)
+
+pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
+
+RECIPIENT = "ann@example.com"
+SENDER = "Shop <shop@example.com>"
+PRIMER = "primer@example.com"  # a send made before the one under test, to set something up
+#: Rows for refusals before any request: tests/test_properties.py covers them.
+LOCAL_ROWS = {"invalid_message", "unsupported_feature", "recipients_refused"}
+#: Rows whose outcome differs in kind between the backends: tested after the matrix.
+TESTED_APART = {"rate_limit_wait", "lease_expired"}
+
+
+@dataclass
+class World:
+    """What a case may arrange: the sandbox, the settings, and test doubles."""
+
+    sandbox: Sandbox
+    settings: dict[str, Any]
+    monkeypatch: pytest.MonkeyPatch
+    sender: str = SENDER
+    recipient: str = RECIPIENT
+    #: Requests that reached a stub server standing in for something other than the sandbox.
+    elsewhere: list[int] = field(default_factory=list)
+    #: Nothing listens at API_URL: attempts can only be counted by the backend.
+    unreachable: bool = False
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    code: str  # the error table row the failure ends in ("" when it ends accepted)
+    arrange: Callable[[World], None]
+    attempts: int
+    status: str  # the final log status
+    http_status: int | None
+    #: The failure signals fired, in order.
+    signals: tuple[str, ...] = ("send_failed",)
+    #: What EmailBackend raises; None: it returns 1.
+    raises: type[Exception] | None = None
+    #: Messages the sandbox ends up holding for the recipient (0: lost as documented; never 2).
+    accepted: int = 0
+    #: Waits between attempts, as (shortest, longest) each.
+    waits: tuple[tuple[float, float], ...] = ()
+    #: Between attempts: change the world (a throttle lifting, say).
+    between_attempts: Callable[[World], None] | None = None
+    #: For QueuedEmailBackend, where it differs: (status, signals).
+    queued: tuple[str, tuple[str, ...]] | None = None
+
+
+# Arrangements.
+
+
+def use_key(key: str) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.settings["API_KEY"] = key
+
+    return arrange
+
+
+def send_from(address: str) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.sender = address
+
+    return arrange
+
+
+def send_to(address: str) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.recipient = address
+
+    return arrange
+
+
+def fault(kind: int | str, count: int = 10) -> Callable[[World], None]:
+    def arrange(world: World) -> None:
+        world.sandbox.inject_fault(kind, count)
+
+    return arrange
+
+
+def invalid_payload(world: World) -> None:
+    """A payload the API refuses, as if the library's own checks had missed a field."""
+    original = payloads_module.build_payload
+
+    def build_payload(message, recipient):
+        return {**original(message, recipient), "reply_to": "not an address"}
+
+    world.monkeypatch.setattr(payloads_module, "build_payload", build_payload)  # sync
+    world.monkeypatch.setattr(log_module, "build_payload", build_payload)  # the outbox
+
+
+def ip_blocked_after_ten_401s(world: World) -> None:
+    """SendFleet blocks an IP after 10 consecutive 401s: then even a good key gets a 403
+    without an error code."""
+    bad = SendFleetClient(
+        api_url=world.sandbox.url, api_key=REVOKED_API_KEY, timeout=5, max_retry_wait=0
+    )
+    for _ in range(10):
+        with pytest.raises(exc.SendFleetAuthenticationError):
+            bad.send({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
+
+
+def quota_used_up(world: World) -> None:
+    world.sandbox.add_account("spent", quota=0)
+    world.sandbox.add_domain("example.com", account="spent")
+    world.settings["API_KEY"] = world.sandbox.add_key(account="spent")
+
+
+def throttled(world: World) -> None:
+    """The key's one request in 30 s is used up: every attempt gets 429 + Retry-After: 30."""
+    world.settings["MAX_RETRY_WAIT"] = 600  # let EmailBackend wait out every Retry-After
+    world.sandbox.set_rate_limit(1, 30)
+    primer = SendFleetClient(
+        api_url=world.sandbox.url, api_key=world.settings["API_KEY"], timeout=5, max_retry_wait=0
+    )
+    primer.send({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
+
+
+def lift_throttle(world: World) -> None:
+    world.sandbox.set_rate_limit(1000, 30)
+
+
+def read_timeout(world: World) -> None:
+    world.settings["TIMEOUT"] = 0.3
+    world.sandbox.inject_fault("slow:1")
+
+
+def refused_connection(world: World) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    world.settings["API_URL"] = f"http://127.0.0.1:{closed_port}/api/send/"
+    world.unreachable = True
+
+
+def answered_by(status: int, body: bytes, content_type: str) -> Callable[[World], None]:
+    """Something other than SendFleet answers at API_URL (a proxy, another page)."""
+
+    def arrange(world: World) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                world.elsewhere.append(status)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        thread.start()
+        world.cleanups += [server.shutdown, server.server_close]
+        world.settings["API_URL"] = f"http://127.0.0.1:{server.server_address[1]}/api/send/"
+
+    return arrange
+
+
+proxy_504 = answered_by(504, b"<html><body>504 Gateway Time-out</body></html>", "text/html")
+not_found_404 = answered_by(404, b'{"detail": "Not found."}', "application/json")
+
+
+FORBIDDEN = ("send_forbidden", "send_failed")
+BACKOFF_502 = ((1, 1), (2, 2), (4, 4))
+RETRY_AFTER_30 = ((29, 30),)  # Retry-After: the seconds left in the throttle's window
+
+MATRIX = [
+    Fault("400 field errors", "validation_error", invalid_payload, 1, "failed", 400,
+          raises=exc.SendFleetValidationError),
+    Fault("401 revoked key", "authentication_failed", use_key(REVOKED_API_KEY), 1, "failed", 401,
+          raises=exc.SendFleetAuthenticationError),
+    Fault("403 unauthorized", "unauthorized", use_key(UNAPPROVED_API_KEY), 1, "failed", 403,
+          signals=FORBIDDEN, raises=exc.SendFleetAccountNotAuthorized),
+    Fault("403 domain_not_registered", "domain_not_registered",
+          send_from("shop@unregistered.example"), 1, "failed", 403, signals=FORBIDDEN,
+          raises=exc.SendFleetDomainNotRegistered),
+    Fault("403 domain_not_verified", "domain_not_verified", send_from("shop@unverified.example"),
+          1, "failed", 403, signals=FORBIDDEN, raises=exc.SendFleetDomainNotVerified),
+    Fault("403 dkim_not_verified", "dkim_not_verified", send_from("shop@nodkim.example"), 1,
+          "failed", 403, signals=FORBIDDEN, raises=exc.SendFleetDKIMNotVerified),
+    Fault("403 domain_mode_mismatch", "domain_mode_mismatch", send_from("shop@byoc.example"), 1,
+          "failed", 403, signals=FORBIDDEN, raises=exc.SendFleetDomainModeMismatch),
+    Fault("403 sending_suspended", "sending_suspended", use_key(SUSPENDED_API_KEY), 1, "failed",
+          403, signals=FORBIDDEN, raises=exc.SendFleetSendingSuspended),
+    Fault("403 without a code (IP blocked)", "forbidden", ip_blocked_after_ten_401s, 1, "failed",
+          403, signals=FORBIDDEN, raises=exc.SendFleetForbidden),
+    Fault("422 recipient_suppressed", "recipient_suppressed", send_to(SUPPRESSED_EMAIL), 1,
+          "rejected", 422, signals=("recipient_suppressed",),
+          raises=exc.SendFleetRecipientsRefused),
+    Fault("429 usage_limit_exceeded", "usage_limit_exceeded", quota_used_up, 1, "failed", 429,
+          raises=exc.SendFleetUsageLimitExceeded,
+          queued=("pending", ())),  # held until the quota resets
+    Fault("429 throttle, retried until it gives up", "rate_limited", throttled, 6, "failed", 429,
+          raises=exc.SendFleetRateLimited, waits=RETRY_AFTER_30 * 5),
+    Fault("429 throttle, retried then accepted", "", throttled, 2, "queued", 200,
+          signals=(), accepted=1, waits=RETRY_AFTER_30, between_attempts=lift_throttle),
+    Fault("500 twice", "server_error", fault(500), 2, "failed", 500,
+          raises=exc.SendFleetServerError, waits=((2, 5),)),
+    Fault("500 once, then accepted", "", fault(500, 1), 2, "queued", 200,
+          signals=(), accepted=1, waits=((2, 5),)),
+    Fault("502 four times", "queue_error", fault(502), 4, "failed", 502,
+          raises=exc.SendFleetQueueError, waits=BACKOFF_502),
+    Fault("502 three times, then accepted", "", fault(502, 3), 4, "queued", 200,
+          signals=(), accepted=1, waits=BACKOFF_502),
+    Fault("503 byoc_not_configured", "byoc_not_configured", use_key(BYOC_BROKEN_API_KEY), 1,
+          "failed", 503, raises=exc.SendFleetBYOCNotConfigured),
+    Fault("504 from a proxy", "gateway_error", proxy_504, 1, "unknown", 504,
+          raises=exc.SendFleetServerError),
+    Fault("404 from a wrong API_URL", "api_error", not_found_404, 1, "failed", 404,
+          raises=exc.SendFleetAPIError),
+    Fault("read timeout (the sandbox accepts it late)", "network_error", read_timeout, 1,
+          "unknown", None, raises=exc.SendFleetNetworkError, accepted=1),
+    Fault("connection dropped without an answer", "network_error", fault("drop", 1), 1,
+          "unknown", None, raises=exc.SendFleetNetworkError),
+    Fault("connection refused", "connection_failed", refused_connection, 4, "failed", None,
+          raises=exc.SendFleetNetworkError, waits=BACKOFF_502),
+    Fault("malformed 200", "malformed_response", fault("malformed", 1), 1, "unknown", 200,
+          raises=exc.SendFleetMalformedResponse),
+]  # fmt: skip
+
+
+# The matrix against the error table.
+
+
+def test_every_row_the_network_or_the_api_can_produce_is_in_the_matrix():
+    covered = {case.code for case in MATRIX} | TESTED_APART
+    assert {spec.code for spec in ERROR_TABLE} - LOCAL_ROWS <= covered
+    assert covered - {""} <= set(SPECS_BY_CODE)
+    # Every HTTP row in particular (a new one added to the table must be added here).
+    assert {spec.code for spec in ERROR_TABLE if spec.http_status is not None} <= covered
+
+
+@pytest.mark.parametrize("case", [c for c in MATRIX if c.code], ids=lambda c: c.id)
+def test_the_matrix_agrees_with_the_error_table(case):
+    spec = SPECS_BY_CODE[case.code]
+    if spec.http_status is not None:
+        assert case.http_status == spec.http_status
+    # Persistent failures: as many attempts as the table allows (SendFleet's docs: 502 at most
+    # 4 attempts, 500 retried once, the throttle retried with backoff, the rest never).
+    assert case.attempts == (spec.max_attempts if spec.retryable else 1)
+    assert len(case.waits) == case.attempts - 1
+    if case.raises not in (None, exc.SendFleetRecipientsRefused):
+        assert case.raises is spec.exception
+    assert case.status == (
+        "failed" if spec.recipient_status == "invalid" else spec.recipient_status
+    )
+
+
+# Running a case.
+
+
+@pytest.fixture
+def fired():
+    """(signal name, kwargs) of every failure signal, in order."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    receivers = []
+    for name in ("send_failed", "send_forbidden", "recipient_suppressed"):
+
+        def receiver(sender, _name=name, **kwargs):
+            calls.append((_name, kwargs))
+
+        getattr(signals, name).connect(receiver, weak=False)
+        receivers.append((getattr(signals, name), receiver))
+    yield calls
+    for signal, receiver in receivers:
+        signal.disconnect(receiver)
+
+
+@pytest.fixture
+def world(sandbox, sendfleet_settings, monkeypatch):
+    world = World(sandbox, sendfleet_settings, monkeypatch)
+    yield world
+    for cleanup in world.cleanups:
+        cleanup()
+
+
+def run_sync(case: Fault, world: World) -> tuple[Any, list[float]]:
+    waits: list[float] = []
+
+    def wait_before_retry(seconds: float) -> None:
+        waits.append(seconds)
+        if case.between_attempts is not None:
+            case.between_attempts(world)
+
+    world.monkeypatch.setattr(client_module, "wait_before_retry", wait_before_retry)
+    message = EmailMessage("Matrix", "Body", world.sender, [world.recipient])
+    try:
+        outcome: Any = EmailBackend().send_messages([message])
+    except exc.SendFleetError as error:
+        outcome = error
+    return outcome, waits
+
+
+def run_queued(case: Fault, world: World, capture) -> tuple[Any, list[float]]:
+    """Send through the outbox, then drive the worker until the row is final: each time the row
+    is back to pending for a retry, fast-forward its not_before and run the worker again."""
+    message = EmailMessage("Matrix", "Body", world.sender, [world.recipient])
+    started = timezone.now()
+    with capture(execute=True):
+        outcome = QueuedEmailBackend().send_messages([message])
+    row = SendLog.objects.get(recipient=world.recipient)
+    waits: list[float] = []
+    for _ in range(10):
+        row.refresh_from_db()
+        if row.status != "pending" or row.not_before is None:
+            break
+        wait = (row.not_before - started).total_seconds()
+        if wait > 120:
+            break  # held (until the monthly quota resets): final for this test
+        waits.append(wait)
+        if case.between_attempts is not None:
+            case.between_attempts(world)
+        SendLog.objects.filter(pk=row.pk).update(not_before=timezone.now())
+        started = timezone.now()
+        queue.send_rows([row.pk])
+    return outcome, waits
+
+
+def attempts_made(world: World, recipient: str) -> int:
+    on_sandbox = [r for r in world.sandbox.requests if (r.payload or {}).get("to") == recipient]
+    return len(on_sandbox) + len(world.elsewhere)
+
+
+@pytest.mark.parametrize("backend", ["EmailBackend", "QueuedEmailBackend"])
+@pytest.mark.parametrize("case", MATRIX, ids=lambda c: c.id)
+def test_fault(case, backend, world, fired, django_capture_on_commit_callbacks):
+    case.arrange(world)
+    primed = Counter(r.payload["to"] for r in world.sandbox.accepted)
+    queued = backend == "QueuedEmailBackend"
+    if queued:
+        outcome, waits = run_queued(case, world, django_capture_on_commit_callbacks)
+    else:
+        outcome, waits = run_sync(case, world)
+    status, expected_signals = (case.queued if queued and case.queued else
+                                (case.status, case.signals))  # fmt: skip
+    recipient = world.recipient
+
+    # What the caller sees.
+    if queued:
+        assert outcome == 1  # safely in the outbox, whatever happens next
+    elif case.raises is None:
+        assert outcome == 1
+    else:
+        assert type(outcome) is case.raises, outcome
+        if case.raises is not exc.SendFleetRecipientsRefused:
+            assert outcome.error_code == case.code and outcome.attempts == case.attempts
+            assert outcome.recipient == recipient and outcome.status_code == case.http_status
+
+    # Attempts, and the waits between them.
+    held = status == "pending"
+    if not world.unreachable:
+        assert attempts_made(world, recipient) == case.attempts
+    expected_waits = case.waits if not held else ()
+    assert len(waits) == len(expected_waits), waits
+    for wait, (shortest, longest) in zip(waits, expected_waits, strict=True):
+        assert shortest - 0.01 <= wait <= longest + 0.5, waits  # + the queued run's own time
+
+    # The send log row.
+    [row] = SendLog.objects.filter(recipient=recipient)
+    assert (row.status, row.error_code, row.http_status, row.attempts) == (
+        status,
+        case.code,
+        case.http_status,
+        case.attempts,
+    )
+    if queued:
+        assert row.claim_token == "" and row.lease_expires_at is None
+        if held:  # kept, with what it needs, for the 1st of next month
+            now = datetime.now(UTC)
+            assert row.payload is not None
+            assert row.not_before == datetime(
+                now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC
+            )
+        else:
+            assert row.payload is None and row.not_before is None
+
+    # The signals.
+    assert tuple(name for name, _ in fired) == expected_signals
+    for name, kwargs in fired:
+        assert kwargs["recipient"] == recipient
+        assert isinstance(kwargs["error"], SPECS_BY_CODE[case.code].exception)
+        assert kwargs["error"].error_code == case.code
+        assert kwargs["message"].to == [recipient]
+        if name == "send_forbidden":
+            assert kwargs["error_code"] == case.code
+            assert kwargs["from_domain"] == world.sender.rpartition("@")[2].strip(">")
+        if name == "recipient_suppressed":
+            assert kwargs["source"] == "api"
+            assert Suppression.objects.filter(email=recipient).exists()
+
+    # Nothing lost, nothing doubled; and a final row is never sent again.
+    accepted = Counter(r.payload["to"] for r in world.sandbox.accepted) - primed
+    assert accepted == (Counter({recipient: case.accepted}) if case.accepted else Counter())
+    if queued:
+        requests_before = attempts_made(world, recipient)
+        SendLog.objects.filter(pk=row.pk).update(not_before=None)
+        queue.send_rows([row.pk])
+        call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
+        again = 1 if held else 0  # a held row is tried again when due (and held again)
+        assert attempts_made(world, recipient) == requests_before + again
+
+
+# A queued worker that dies mid-send: the one failure only the queued backend has.
+
+
+def test_a_worker_dying_mid_send_leaves_the_row_unknown_and_never_resends_it(sandbox, fired):
+    with transaction.atomic():
+        QueuedEmailBackend().send_messages([EmailMessage("Hi", "Body", SENDER, [RECIPIENT])])
+        row = SendLog.objects.get()
+    # The task never ran; a worker claims the row, then dies before recording anything.
+    claimed = queue.claim(row.pk, lease_seconds=1)
+    assert claimed is not None and claimed.status == "sending"
+    assert queue.expire_leases(now=timezone.now() + timedelta(seconds=2)) == 1
+    row.refresh_from_db()
+    assert (row.status, row.error_code, row.attempts) == ("unknown", "lease_expired", 0)
+    assert [name for name, _ in fired] == ["send_failed"]
+    assert isinstance(fired[0][1]["error"], SPECS_BY_CODE["lease_expired"].exception)
+    queue.send_rows([row.pk])
+    call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
+    assert sandbox.requests == []
+
+
+# The shared rate limiter (SENDFLEET["RATE_LIMIT"]) with no slot free within MAX_RETRY_WAIT.
+
+
+@pytest.fixture
+def limiter_with_no_free_slot(sandbox, sendfleet_settings):
+    """A limit of 1 request a minute, used up by a first send; the limiter's log is in the
+    cache, which is cleared afterwards so it cannot outlast the test."""
+    sendfleet_settings.update(RATE_LIMIT=(1, 60), MAX_RETRY_WAIT=0)
+    EmailBackend().send_messages([EmailMessage("Primer", "Body", SENDER, [PRIMER])])
+    assert [r.payload["to"] for r in sandbox.accepted] == [PRIMER]
+    yield sendfleet_settings
+    caches[sendfleet_settings.get("RATE_LIMIT_CACHE", "default")].clear()
+
+
+def test_sync_send_waiting_too_long_for_the_rate_limit_is_not_attempted(
+    sandbox, limiter_with_no_free_slot, fired
+):
+    message = EmailMessage("Matrix", "Body", SENDER, [RECIPIENT])
+    with pytest.raises(exc.SendFleetRateLimitWait) as caught:
+        EmailBackend().send_messages([message])
+    assert caught.value.attempts == 0 and 0 < caught.value.retry_after <= 61
+    assert caught.value.recipient == RECIPIENT
+    assert [r.payload["to"] for r in sandbox.requests] == [PRIMER]  # nothing sent
+    row = SendLog.objects.get(recipient=RECIPIENT)
+    assert (row.status, row.error_code, row.http_status, row.attempts) == (
+        "failed",
+        "rate_limit_wait",
+        None,
+        0,
+    )
+    assert [name for name, _ in fired] == ["send_failed"]
+    assert isinstance(fired[0][1]["error"], SPECS_BY_CODE["rate_limit_wait"].exception)
+
+
+def test_queued_send_waiting_for_the_rate_limit_is_put_back_and_sent_once_later(
+    sandbox, limiter_with_no_free_slot, fired, django_capture_on_commit_callbacks
+):
+    message = EmailMessage("Matrix", "Body", SENDER, [RECIPIENT])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert QueuedEmailBackend().send_messages([message]) == 1
+    row = SendLog.objects.get(recipient=RECIPIENT)
+    assert (row.status, row.error_code, row.attempts) == ("pending", "rate_limit_wait", 0)
+    assert 0 < (row.not_before - timezone.now()).total_seconds() <= 61
+    assert row.payload is not None and fired == []
+    # A slot frees up (here: the limit is lifted); the next run sends it, once.
+    limiter_with_no_free_slot["RATE_LIMIT"] = None
+    SendLog.objects.filter(pk=row.pk).update(not_before=timezone.now())
+    queue.send_rows([row.pk])
+    queue.send_rows([row.pk])
+    row.refresh_from_db()
+    assert (row.status, row.error_code, row.http_status, row.attempts) == ("queued", "", 200, 1)
+    assert [r.payload["to"] for r in sandbox.accepted] == [PRIMER, RECIPIENT]
+    assert fired == []
