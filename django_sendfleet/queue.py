@@ -222,10 +222,12 @@ class _Sender:
     def _send_row(self, row: SendLog, client: SendFleetClient) -> None:
         payload: dict[str, Any] = row.payload or {}
         domain = row.from_email.rpartition("@")[2].lower()
-        if self.settings.check_suppressions and suppressed_among([row.recipient]):
-            count_stopped_sends([row.recipient])
+        # The payload holds the address as it will be sent; the log column may be shortened.
+        recipient = payload.get("to") or row.recipient
+        if self.settings.check_suppressions and suppressed_among([recipient]):
+            count_stopped_sends([recipient])
             error: SendFleetError = SendFleetRecipientSuppressed(
-                "On the local suppression list: not sent.", recipient=row.recipient
+                "On the local suppression list: not sent.", recipient=recipient
             )
             self._finish(row, RecipientStatus(REJECTED, error=error), payload)
             return
@@ -314,7 +316,11 @@ class _Sender:
         message = message_from_payload(payload) if payload else None
         if error is not None:
             handle_failure(
-                QueueWorker, message, row.recipient, error, row.from_email.rpartition("@")[2]
+                QueueWorker,
+                message,
+                payload.get("to") or row.recipient,
+                error,
+                row.from_email.rpartition("@")[2],
             )
         status = SendStatus()
         status.record(row.recipient, result)
