@@ -39,7 +39,7 @@ def _fit(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     text = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    max_length = SendLog._meta.get_field(name).max_length
+    max_length = getattr(SendLog._meta.get_field(name), "max_length", None)
     return text[:max_length] if max_length else text
 
 
