@@ -57,7 +57,7 @@ pip_install() {
 # testproject.settings (dj-database-url), and mypy follows the package's imports: pytest (the
 # pytest plugin), the django-tasks backport, redis (the rate limiter), requests' stubs.
 pip_install "$TOOLS/bin/pip" "$WORK/pip-tools.log" build twine "ruff==0.17.6" \
-  "django-stubs[compatible-mypy]" types-requests dj-database-url pytest django-tasks redis \
+  "django-stubs[compatible-mypy]==6.1.2" types-requests dj-database-url pytest django-tasks redis \
   mkdocs mkdocs-material
 "$TOOLS/bin/python" --version
 "$TOOLS/bin/pip" list 2>/dev/null | grep -iE '^(build|twine|ruff|mypy|django|django-stubs|mkdocs|mkdocs-material) ' || true
