@@ -33,6 +33,7 @@ from . import dashboard
 from .error_table import ERROR_TABLE, spec_for_code
 from .exceptions import SendFleetError
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
+from .payloads import message_from_payload
 from .status import PROBLEM_STATUSES, LogStatus
 from .suppressions import suppress, suppressed_among
 
@@ -151,20 +152,17 @@ def mailer_connection(alias: str) -> BaseEmailBackend:
 
 def message_from(entry: SendLog) -> EmailMultiAlternatives:
     """The logged message, rebuilt for its one recipient."""
-    from_email = entry.from_email
-    if entry.from_name:
-        quoted_name = entry.from_name.replace("\\", "\\\\").replace('"', '\\"')
-        from_email = f'"{quoted_name}" <{entry.from_email}>'
-    message = EmailMultiAlternatives(
-        subject=entry.subject,
-        body=entry.text_body,
-        from_email=from_email,
-        to=[entry.recipient],
-        reply_to=[entry.reply_to] if entry.reply_to else None,
+    return message_from_payload(
+        {
+            "to": entry.recipient,
+            "from_email": entry.from_email,
+            "from_name": entry.from_name,
+            "subject": entry.subject,
+            "message": entry.text_body,
+            "html": entry.html_body,
+            "reply_to": entry.reply_to,
+        }
     )
-    if entry.html_body:
-        message.attach_alternative(entry.html_body, "text/html")
-    return message
 
 
 def resend_entries(entries: list[SendLog]) -> Counter[str]:

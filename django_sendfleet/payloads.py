@@ -34,7 +34,8 @@ def message_from_payload(payload: dict[str, Any]) -> EmailMultiAlternatives:
     """A Django message equivalent to a stored payload, for signal receivers of queued sends."""
     sender = payload.get("from_email", "")
     if payload.get("from_name"):
-        sender = f'"{payload["from_name"]}" <{sender}>'
+        quoted_name = payload["from_name"].replace("\\", "\\\\").replace('"', '\\"')
+        sender = f'"{quoted_name}" <{sender}>'
     message = EmailMultiAlternatives(
         subject=payload.get("subject", ""),
         body=payload.get("message", ""),
