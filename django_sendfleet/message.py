@@ -19,7 +19,8 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 
-from .exceptions import SendFleetInvalidMessage, SendFleetUnsupportedFeature
+from . import features
+from .exceptions import SendFleetInvalidMessage
 from .plaintext import html_to_text
 
 logger = logging.getLogger("django_sendfleet")
@@ -113,24 +114,19 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
     Raises ``SendFleetInvalidMessage`` or ``SendFleetUnsupportedFeature``; no request is made for
     a message that fails here.
     """
-    unsupported = _unsupported_features(message)
-    if unsupported and not ignore_unsupported_features:
-        raise SendFleetUnsupportedFeature(
-            "SendFleet cannot send " + ", ".join(unsupported) + ". Remove them, or set "
-            "SENDFLEET['IGNORE_UNSUPPORTED_FEATURES'] = True to drop them."
-        )
-    if unsupported:
-        logger.warning("SendFleet: dropped unsupported %s", ", ".join(unsupported))
+    dropped = features.check_unsupported_features(
+        message, ignore_unsupported_features=ignore_unsupported_features
+    )
 
     sender = parse_address(message.from_email, "from_email")
     from_name = _optional_text(sender.display_name, "from_name", MAX_FROM_NAME_LENGTH)
     subject = _optional_text(message.subject, "subject", MAX_SUBJECT_LENGTH)
-    reply_to_values = _reply_to_values(message)
+    reply_to_values = features.reply_to_values(message)
     reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
 
     html = None
     html_alternatives = [
-        content for content, mimetype in _alternatives(message) if mimetype == "text/html"
+        content for content, mimetype in features.alternatives(message) if mimetype == "text/html"
     ]
     body = str(message.body or "")
     if message.content_subtype == "html":
@@ -159,7 +155,7 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
         reply_to=reply_to,
         recipients=recipients,
         invalid_recipients=invalid,
-        dropped_features=tuple(unsupported),
+        dropped_features=dropped,
     )
 
 
@@ -180,41 +176,6 @@ def _recipients(message: EmailMessage) -> tuple[tuple[str, ...], tuple[tuple[str
                 seen.add(address.lower())
                 valid.append(address)
     return tuple(valid), tuple(invalid)
-
-
-def _unsupported_features(message: EmailMessage) -> list[str]:
-    features = []
-    if message.attachments:
-        features.append(f"attachments ({len(message.attachments)})")
-    headers = sorted(h for h in message.extra_headers if h.lower() != "reply-to")
-    if headers:
-        features.append("custom headers (" + ", ".join(headers) + ")")
-    other_alternatives = sorted(
-        {mimetype for _, mimetype in _alternatives(message) if mimetype != "text/html"}
-    )
-    if other_alternatives:
-        features.append("alternatives of type " + ", ".join(other_alternatives))
-    html_count = sum(1 for _, mimetype in _alternatives(message) if mimetype == "text/html")
-    if html_count + (message.content_subtype == "html") > 1:
-        features.append("more than one HTML body")
-    if len(_reply_to_values(message)) > 1:
-        features.append("more than one reply_to address")
-    return features
-
-
-def _alternatives(message: EmailMessage) -> list[tuple[Any, str]]:
-    return [(alt[0], alt[1]) for alt in getattr(message, "alternatives", None) or []]
-
-
-def _reply_to_values(message: EmailMessage) -> list[Any]:
-    for name, value in message.extra_headers.items():
-        if name.lower() == "reply-to":
-            # Django lets a Reply-To header override reply_to; it may list several addresses.
-            try:
-                return list(_HEADER_PARSER("reply-to", str(value)).addresses)  # type: ignore[attr-defined]
-            except (HeaderParseError, IndexError, ValueError, TypeError):
-                return [value]  # parse_address() reports it
-    return list(message.reply_to)
 
 
 def _optional_text(value: Any, field: str, max_length: int) -> str | None:
