@@ -8,43 +8,29 @@ without duplicates), over one connection for the whole batch. Each message gets
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import transaction
 
-from . import error_table, queue, signals
-from .batch import BatchGuard
+from . import outbox, signals, tasks
 from .client import SendFleetClient
 from .conf import MAILER_OPTION_NAMES, SendFleetSettings
 from .exceptions import (
     SendFleetError,
     SendFleetInvalidMessage,
     SendFleetRecipientsRefused,
-    SendFleetRecipientSuppressed,
     SendFleetUnsupportedFeature,
 )
-from .failures import handle_failure
 from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
-from .models import SendLog, normalise_email
-from .outcome import (
-    INVALID,
-    PENDING,
-    QUEUED,
-    REFUSED_STATUSES,
-    REJECTED,
-    RecipientStatus,
-    SendStatus,
-)
+from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
 from .payloads import build_payloads
 from .ratelimit import SlidingWindowLimiter
-from .status import LogStatus
-from .suppressions import count_stopped_sends, suppressed_among
+from .retry import WaitInProcess
+from .sending import Deferred, RecipientSender, SuppressionCheck, finish_recipient
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -69,20 +55,15 @@ class EmailBackend(BaseEmailBackend):
         self.fail_silently = fail_silently
         self.settings = SendFleetSettings(options)
         self.client: SendFleetClient | None = None
+        self.limiter: SlidingWindowLimiter | None = None
 
     def open(self) -> bool:
         """Open the connection; configuration errors raise here, whatever ``fail_silently``."""
         if self.client is not None:
             return False
-        settings = self.settings
-        settings.validate()
-        self.client = SendFleetClient(
-            api_url=settings.api_url,
-            api_key=settings.api_key,
-            timeout=settings.timeout,
-            max_retry_wait=settings.max_retry_wait,
-            rate_limiter=SlidingWindowLimiter.for_settings(settings),
-        )
+        self.settings.validate()
+        self.client = SendFleetClient.for_settings(self.settings)
+        self.limiter = SlidingWindowLimiter.for_settings(self.settings)
         self.client.open()
         return True
 
@@ -96,24 +77,36 @@ class EmailBackend(BaseEmailBackend):
         if not email_messages:
             return 0
         opened_here = self.open()
-        batch = BatchGuard()
+        suppressions = SuppressionCheck() if self.settings.check_suppressions else None
+        sender = self._recipient_sender(suppressions)
         log = self._log_batch()
         sent = 0
         try:
             for message in email_messages:
                 try:
-                    if self._send_message(message, batch, log):
+                    if self._send_message(message, sender, suppressions, log):
                         sent += 1
                 except SendFleetError as error:
                     if not self.fail_silently:
                         raise
                     logger.warning("SendFleet send failed (fail_silently): %s", error)
         finally:
+            if suppressions is not None:
+                suppressions.count_stopped()
             if log is not None:
                 self._write_log(log)
             if opened_here:
                 self.close()
         return sent
+
+    def _recipient_sender(self, suppressions: SuppressionCheck | None) -> RecipientSender | None:
+        assert self.client is not None
+        return RecipientSender(
+            client=self.client,
+            limiter=self.limiter,
+            policy=WaitInProcess(self.settings.max_retry_wait),
+            suppressions=suppressions,
+        )
 
     def _write_log(self, log: SendLogBatch) -> None:
         log.write()
@@ -123,24 +116,32 @@ class EmailBackend(BaseEmailBackend):
 
     def _new_log_batch(self) -> SendLogBatch:
         return SendLogBatch(
-            mailer=self.alias or "default",
+            mailer=self.mailer,
             log_content=self.settings.log_content,
             secrets=self.settings.secrets,
             webhooks_enabled=bool(self.settings.webhook_secrets),
         )
 
+    @property
+    def mailer(self) -> str:
+        return self.alias or "default"
+
     def _send_message(
-        self, message: EmailMessage, batch: BatchGuard, log: SendLogBatch | None
+        self,
+        message: EmailMessage,
+        sender: RecipientSender | None,
+        suppressions: SuppressionCheck | None,
+        log: SendLogBatch | None,
     ) -> bool:
         status = SendStatus()
         message.anymail_status = status  # type: ignore[attr-defined]
         if not message.recipients():
             return False
-        if signals.cancelled_by_receiver(type(self), message=message, mailer=self.alias):
+        if signals.cancelled_by_receiver(type(self), message=message, mailer=self.mailer):
             status.cancelled = True
             logger.info("SendFleet send cancelled by a pre_send receiver: %s", message.subject)
             return False
-        report = _Reporter(self, message, status, log)
+        report = _Reporter(self, message, status, log, suppressions)
         try:
             outgoing = prepare_message(
                 message, ignore_unsupported_features=self.settings.ignore_unsupported_features
@@ -158,84 +159,30 @@ class EmailBackend(BaseEmailBackend):
             logger.warning("SendFleet refused recipient %s locally: %s", given, reason)
             report(outgoing, given, RecipientStatus(INVALID, error=error))
         payloads = build_payloads(outgoing)
-        suppressed = suppressed_among(payloads) if self.settings.check_suppressions else set()
+        if suppressions is not None:
+            suppressions.load(payloads)
         for recipient, payload in payloads.items():
-            if normalise_email(recipient) in suppressed:
-                result = self._stopped_by_suppression(message, recipient)
-            else:
-                result = self._send_one(message, outgoing, recipient, payload, batch)
+            result = self._send_recipient(
+                sender, suppressions, message, outgoing, recipient, payload
+            )
             report(outgoing, recipient, result)
-        if suppressed:
-            count_stopped_sends(suppressed)
         report.finish()
         self._raise_for(message, status)
         return status.accepted
 
-    def _stopped_by_suppression(self, message: EmailMessage, recipient: str) -> RecipientStatus:
-        logger.warning("SendFleet send to %s rejected: on the local suppression list", recipient)
-        error = SendFleetRecipientSuppressed(
-            "On the local suppression list: not sent.",
-            email_message=message,
-            recipient=recipient,
-        )
-        return RecipientStatus(REJECTED, error=error)
-
-    def _send_one(
+    def _send_recipient(
         self,
+        sender: RecipientSender | None,
+        suppressions: SuppressionCheck | None,
         message: EmailMessage,
         outgoing: OutgoingMessage,
         recipient: str,
         payload: dict[str, Any],
-        batch: BatchGuard,
     ) -> RecipientStatus:
-        blocker = batch.blocker(outgoing.from_domain)
-        if blocker is not None:
-            logger.warning(
-                "SendFleet skipped %s: an earlier send in this batch failed with %s",
-                recipient,
-                blocker.error_code,
-            )
-            return RecipientStatus(
-                error_table.spec_for_error(blocker).recipient_status, error=blocker
-            )
-        assert self.client is not None
-        started = time.monotonic()
-        try:
-            accepted = self.client.send(payload)
-        except SendFleetError as error:
-            error.email_message = message
-            batch.record(error, outgoing.from_domain)
-            result = RecipientStatus(
-                error_table.spec_for_error(error).recipient_status,
-                error=error,
-                attempts=error.attempts,
-                esp_response=error.response,
-                duration_ms=_milliseconds_since(started),
-            )
-            logger.warning(
-                "SendFleet send to %s %s after %d attempt(s): %s",
-                recipient,
-                result.status,
-                error.attempts,
-                error,
-            )
-            return result
-        logger.info(
-            "SendFleet send to %s queued: message_id=%s mode=%s attempts=%d",
-            recipient,
-            accepted.message_id,
-            accepted.mode,
-            accepted.attempts,
-        )
-        return RecipientStatus(
-            QUEUED,
-            message_id=accepted.message_id,
-            attempts=accepted.attempts,
-            mode=accepted.mode,
-            warnings=accepted.warnings,
-            esp_response=accepted.response,
-            duration_ms=_milliseconds_since(started),
-        )
+        assert sender is not None
+        result = sender.send(recipient, payload, outgoing.from_domain, message=message)
+        assert not isinstance(result, Deferred)  # WaitInProcess never defers
+        return result
 
     def _raise_for(self, message: EmailMessage, status: SendStatus) -> None:
         """Raise the message's first real failure; refused recipients only if all were."""
@@ -250,10 +197,6 @@ class EmailBackend(BaseEmailBackend):
             )
 
 
-def _milliseconds_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
 class _Reporter:
     """Tells everyone who listens what became of each recipient: the status, the log, signals."""
 
@@ -263,11 +206,14 @@ class _Reporter:
         message: EmailMessage,
         status: SendStatus,
         log: SendLogBatch | None,
+        suppressions: SuppressionCheck | None,
     ) -> None:
         self.sender = type(backend)
+        self.mailer = backend.mailer
         self.message = message
         self.status = status
         self.log = log
+        self.suppressions = suppressions
 
     def __call__(
         self, outgoing: OutgoingMessage | None, recipient: str, result: RecipientStatus
@@ -275,17 +221,20 @@ class _Reporter:
         self.status.record(recipient, result)
         if self.log is not None:
             self.log.add(self.message, outgoing, recipient, result)
-        if result.error is not None:
-            handle_failure(
-                self.sender,
-                self.message,
-                recipient,
-                result.error,
-                outgoing.from_domain if outgoing else None,
-            )
+        finish_recipient(
+            backend_class=self.sender,
+            mailer=self.mailer,
+            message=self.message,
+            recipient=recipient,
+            from_domain=outgoing.from_domain if outgoing else "",
+            result=result,
+            suppressions=self.suppressions,
+        )
 
     def finish(self) -> None:
-        signals.post_send.send_robust(self.sender, message=self.message, status=self.status)
+        signals.post_send.send_robust(
+            self.sender, message=self.message, status=self.status, mailer=self.mailer
+        )
 
 
 class QueuedEmailBackend(EmailBackend):
@@ -295,35 +244,36 @@ class QueuedEmailBackend(EmailBackend):
     suppressed recipients are refused at once), then writes one ``SendLog`` row per recipient
     with status ``pending`` and what the worker needs to send it, inside the caller's
     transaction. The task is enqueued on commit: a rolled-back transaction sends nothing. The
-    worker (``django_sendfleet.queue``) sends through the same client, error table, log and
-    signals as ``EmailBackend``. The outbox is the send log, so ``SEND_LOG`` does not apply.
+    worker (``django_sendfleet.worker``) sends each row through the same path as
+    ``EmailBackend``. The outbox is the send log, so ``SEND_LOG`` does not apply.
     """
 
     def open(self) -> bool:
         self.settings.validate()
-        queue.require_tasks()
+        tasks.require_tasks()
         return False
 
     def close(self) -> None:
         pass
 
+    def _recipient_sender(self, suppressions: SuppressionCheck | None) -> None:
+        return None  # nothing is sent here: the worker sends
+
     def _log_batch(self) -> SendLogBatch:
         return self._new_log_batch()  # the outbox: written whatever SEND_LOG says
 
-    def _send_one(
+    def _send_recipient(
         self,
+        sender: RecipientSender | None,
+        suppressions: SuppressionCheck | None,
         message: EmailMessage,
         outgoing: OutgoingMessage,
         recipient: str,
         payload: dict[str, Any],
-        batch: BatchGuard,
     ) -> RecipientStatus:
-        return RecipientStatus(PENDING)
+        # The send path's first step, the local suppression list, applies now; the rest later.
+        stopped = suppressions.stop(recipient, message) if suppressions is not None else None
+        return stopped or RecipientStatus(PENDING)
 
     def _write_log(self, log: SendLogBatch) -> None:
-        # Unlike a log of sends already made, the outbox must not fail quietly.
-        rows = log.take_rows()
-        SendLog.objects.bulk_create(rows)
-        pending = [row.pk for row in rows if row.status == LogStatus.PENDING]
-        if pending:
-            transaction.on_commit(lambda: queue.schedule(pending, self.settings))
+        outbox.write_rows(log.take_rows(), self.settings.task_backend)

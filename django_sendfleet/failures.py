@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 def handle_failure(
     sender: type,
+    mailer: str,
     message: EmailMessage | None,
     recipient: str,
     error: SendFleetError,
@@ -30,7 +31,12 @@ def handle_failure(
         if source == "api":
             suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
         signals.recipient_suppressed.send_robust(
-            sender, message=message, recipient=recipient, error=error, source=source
+            sender,
+            message=message,
+            recipient=recipient,
+            error=error,
+            source=source,
+            mailer=mailer,
         )
         return
     # A batch skip reuses the error of the recipient that hit the 403: signal that one only.
@@ -42,5 +48,8 @@ def handle_failure(
             error=error,
             error_code=error.error_code,
             from_domain=from_domain,
+            mailer=mailer,
         )
-    signals.send_failed.send_robust(sender, message=message, recipient=recipient, error=error)
+    signals.send_failed.send_robust(
+        sender, message=message, recipient=recipient, error=error, mailer=mailer
+    )

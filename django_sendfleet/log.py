@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 
+from .events import apply_waiting_events
 from .models import DETAIL_MAX_LENGTH, SendLog
 from .outcome import PENDING
 from .payloads import build_payload
 from .redaction import redact
 from .status import log_status_for
-from .webhooks import apply_waiting_events
 
 if TYPE_CHECKING:
     from django.core.mail import EmailMessage
@@ -43,6 +43,23 @@ def _fit(name: str, value: Any) -> Any:
     return text[:max_length] if max_length else text
 
 
+def outcome_fields(result: RecipientStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """The log row's fields that say what became of a send: the same for both backends."""
+    error = result.error
+    return {
+        "status": log_status_for(result.status),
+        "message_id": result.message_id or "",
+        "mode": result.mode or "",
+        "warnings": result.warnings,
+        "attempts": result.attempts,
+        "duration_ms": result.duration_ms,
+        # 200 for an accepted send; None when no request was made.
+        "http_status": (error.status_code if error else 200) if result.attempts else None,
+        "error_code": (error.error_code or "") if error else "",
+        "detail": stored_detail(error.detail, secrets) if error else "",
+    }
+
+
 class SendLogBatch:
     """Collects the rows of one ``send_messages`` call and writes them in one statement."""
 
@@ -67,21 +84,12 @@ class SendLogBatch:
         recipient: str,
         result: RecipientStatus,
     ) -> None:
-        error = result.error
         fields: dict[str, Any] = {
             "mailer": self.mailer,
-            "message_id": result.message_id or "",
             "recipient": recipient[:254],
             "from_email": (outgoing.from_email if outgoing else str(message.from_email))[:254],
             "subject": ((outgoing.subject if outgoing else str(message.subject)) or "")[:256],
-            "status": log_status_for(result.status),
-            "http_status": (error.status_code if error else 200) if result.attempts else None,
-            "error_code": (error.error_code or "") if error else "",
-            "detail": stored_detail(error.detail, self._secrets) if error else "",
-            "mode": result.mode or "",
-            "warnings": result.warnings,
-            "attempts": result.attempts,
-            "duration_ms": result.duration_ms,
+            **outcome_fields(result, self._secrets),
         }
         if result.status == PENDING and outgoing is not None:
             # The outbox of the queued backend: what its worker will send.

@@ -39,7 +39,7 @@ from django_sendfleet import client as client_module
 from django_sendfleet import exceptions as exc
 from django_sendfleet import log as log_module
 from django_sendfleet import payloads as payloads_module
-from django_sendfleet import queue, signals
+from django_sendfleet import outbox, signals, tasks, worker
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.client import SendFleetClient
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
@@ -148,11 +148,11 @@ def ip_blocked_after_ten_401s(world: World) -> None:
     """SendFleet blocks an IP after 10 consecutive 401s: then even a good key gets a 403
     without an error code."""
     bad = SendFleetClient(
-        api_url=world.sandbox.url, api_key=REVOKED_API_KEY, timeout=5, max_retry_wait=0
+        api_url=world.sandbox.url, api_key=REVOKED_API_KEY, timeout=5
     )
     for _ in range(10):
         with pytest.raises(exc.SendFleetAuthenticationError):
-            bad.send({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
+            bad.attempt({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
 
 
 def quota_used_up(world: World) -> None:
@@ -166,9 +166,9 @@ def throttled(world: World) -> None:
     world.settings["MAX_RETRY_WAIT"] = 600  # let EmailBackend wait out every Retry-After
     world.sandbox.set_rate_limit(1, 30)
     primer = SendFleetClient(
-        api_url=world.sandbox.url, api_key=world.settings["API_KEY"], timeout=5, max_retry_wait=0
+        api_url=world.sandbox.url, api_key=world.settings["API_KEY"], timeout=5
     )
-    primer.send({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
+    primer.attempt({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})
 
 
 def lift_throttle(world: World) -> None:
@@ -372,7 +372,7 @@ def run_queued(case: Fault, world: World, capture) -> tuple[Any, list[float]]:
             case.between_attempts(world)
         SendLog.objects.filter(pk=row.pk).update(not_before=timezone.now())
         started = timezone.now()
-        queue.send_rows([row.pk])
+        tasks.send_and_reschedule([row.pk])
     return outcome, waits
 
 
@@ -454,7 +454,7 @@ def test_fault(case, backend, world, fired, django_capture_on_commit_callbacks):
     if queued:
         requests_before = attempts_made(world, recipient)
         SendLog.objects.filter(pk=row.pk).update(not_before=None)
-        queue.send_rows([row.pk])
+        tasks.send_and_reschedule([row.pk])
         call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
         again = 1 if held else 0  # a held row is tried again when due (and held again)
         assert attempts_made(world, recipient) == requests_before + again
@@ -468,14 +468,14 @@ def test_a_worker_dying_mid_send_leaves_the_row_unknown_and_never_resends_it(san
         QueuedEmailBackend().send_messages([EmailMessage("Hi", "Body", SENDER, [RECIPIENT])])
         row = SendLog.objects.get()
     # The task never ran; a worker claims the row, then dies before recording anything.
-    claimed = queue.claim(row.pk, lease_seconds=1)
+    claimed = worker.claim(row.pk, lease_seconds=1)
     assert claimed is not None and claimed.status == "sending"
-    assert queue.expire_leases(now=timezone.now() + timedelta(seconds=2)) == 1
+    assert outbox.expire_leases(now=timezone.now() + timedelta(seconds=2)) == 1
     row.refresh_from_db()
     assert (row.status, row.error_code, row.attempts) == ("unknown", "lease_expired", 0)
     assert [name for name, _ in fired] == ["send_failed"]
     assert isinstance(fired[0][1]["error"], SPECS_BY_CODE["lease_expired"].exception)
-    queue.send_rows([row.pk])
+    tasks.send_and_reschedule([row.pk])
     call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
     assert sandbox.requests == []
 
@@ -527,8 +527,8 @@ def test_queued_send_waiting_for_the_rate_limit_is_put_back_and_sent_once_later(
     # A slot frees up (here: the limit is lifted); the next run sends it, once.
     limiter_with_no_free_slot["RATE_LIMIT"] = None
     SendLog.objects.filter(pk=row.pk).update(not_before=timezone.now())
-    queue.send_rows([row.pk])
-    queue.send_rows([row.pk])
+    tasks.send_and_reschedule([row.pk])
+    tasks.send_and_reschedule([row.pk])
     row.refresh_from_db()
     assert (row.status, row.error_code, row.http_status, row.attempts) == ("queued", "", 200, 1)
     assert [r.payload["to"] for r in sandbox.accepted] == [PRIMER, RECIPIENT]

@@ -518,7 +518,7 @@ def validated_posts(monkeypatch):
     validator (after a JSON round trip) and answered as accepted."""
     posted: list[dict[str, Any]] = []
 
-    def attempt(self, payload, *, attempt=1, started=None):
+    def attempt(self, payload, *, attempt=1):
         check_wire_payload(payload)
         posted.append(payload)
         return client_module.Accepted(
@@ -527,7 +527,6 @@ def validated_posts(monkeypatch):
             warnings=[],
             response=None,
             attempts=attempt,
-            duration=0.0,
         )
 
     monkeypatch.setattr(client_module.SendFleetClient, "attempt", attempt)

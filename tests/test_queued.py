@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_sendfleet import exceptions as exc
-from django_sendfleet import queue, signals
+from django_sendfleet import signals, tasks, worker
 from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.sandbox import QUOTA_API_KEY
@@ -99,7 +99,7 @@ def test_retryable_error_is_rescheduled_not_slept_through(sandbox, send):
     assert row.not_before > timezone.now() and row.payload is not None
     # Once due, the next run sends it: the retry counts as the second attempt.
     SendLog.objects.update(not_before=timezone.now() - timedelta(seconds=1))
-    queue.send_rows([row.pk])
+    tasks.send_and_reschedule([row.pk])
     row.refresh_from_db()
     assert row.status == "queued" and row.attempts == 2
     assert [r.status for r in sandbox.requests] == [502, 200]
@@ -111,13 +111,15 @@ def test_retries_stop_where_the_error_table_says(sandbox, send):
     row_id = SendLog.objects.get().pk
     for _ in range(5):
         SendLog.objects.filter(status="pending").update(not_before=None)
-        queue.send_rows([row_id])
+        tasks.send_and_reschedule([row_id])
     row = SendLog.objects.get()
     assert row.status == "failed" and row.attempts == 4 and row.payload is None
     assert len(sandbox.requests) == 4
 
 
-def test_deferred_task_is_scheduled_where_the_backend_supports_it(sandbox, send, settings):
+def test_deferred_task_is_scheduled_where_the_backend_supports_it(
+    sandbox, send, settings, sendfleet_settings
+):
     dummy = (
         "django.tasks.backends.dummy.DummyBackend"
         if settings.TASKS["default"]["BACKEND"].startswith("django.tasks")
@@ -135,15 +137,10 @@ def test_deferred_task_is_scheduled_where_the_backend_supports_it(sandbox, send,
         status="pending",
         payload={"to": "bob@example.com", "from_email": "shop@example.com", "message": "x"},
     )
-    from django_sendfleet.conf import SendFleetSettings
+    sendfleet_settings["TASK_BACKEND"] = "deferring"
+    tasks.send_and_reschedule([row.pk])
 
-    worker_settings = SendFleetSettings({"task_backend": "deferring"})
-    sender = queue._Sender("default")
-    sender.settings = worker_settings
-    sender.send([row.pk])
-    from django_sendfleet.tasks import send_queued_emails
-
-    backend = send_queued_emails.using(backend="deferring").get_backend()
+    backend = tasks.send_queued_emails.using(backend="deferring").get_backend()
     [result] = backend.results
     assert result.args == [[row.pk]] and result.task.run_after is not None
 
@@ -180,9 +177,9 @@ def test_non_retryable_error_fails_the_row_and_fires_the_signals(sandbox, send):
 
 def test_a_row_is_claimed_by_one_worker_only():
     row = SendLog.objects.create(recipient="a@example.com", status="pending", payload={})
-    first = queue.claim(row.pk, lease_seconds=60)
+    first = worker.claim(row.pk, lease_seconds=60)
     assert first is not None and first.status == "sending"
-    assert queue.claim(row.pk, lease_seconds=60) is None
+    assert worker.claim(row.pk, lease_seconds=60) is None
 
 
 def test_requeue_marks_expired_leases_unknown_and_never_resends_them(sandbox):

@@ -234,8 +234,8 @@ class TestEffects:
         class EarlyEvents(EmailBackend):
             """Deliver the message's events between the send and the log write."""
 
-            def _send_message(self, message, batch, log):
-                sent = super()._send_message(message, batch, log)
+            def _send_message(self, message, *args):
+                sent = super()._send_message(message, *args)
                 message_id = message.anymail_status.message_id
                 post_event(client, event("email.delivered", message_id=message_id))
                 return sent

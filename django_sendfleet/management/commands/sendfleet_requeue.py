@@ -7,8 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_sendfleet import queue
-from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet import outbox, tasks
 
 
 class Command(BaseCommand):
@@ -29,10 +28,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, older_than: float, **options: Any) -> None:
         if older_than < 0:
             raise CommandError("--older-than must be 0 or more.")
-        settings = SendFleetSettings()
-        queue.require_tasks()
-        expired = queue.expire_leases()
-        requeued = queue.requeue_pending(settings, timedelta(seconds=older_than))
+        tasks.require_tasks()
+        expired = outbox.expire_leases()
+        requeued = outbox.requeue_pending(timedelta(seconds=older_than))
         self.stdout.write(
             f"{expired} rows whose worker stopped mid-send marked unknown; "
             f"{requeued} pending rows enqueued."

@@ -1,0 +1,85 @@
+"""The outbox of queued sending: rows written by ``QueuedEmailBackend`` and their recovery.
+
+``write_rows`` stores a batch's rows in the caller's transaction and enqueues their task when
+it commits, so a rolled-back transaction sends nothing. ``expire_leases`` and
+``requeue_pending`` (run by ``sendfleet_requeue``) recover from dead workers and lost tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import error_table, signals
+from .conf import SendFleetSettings, mailer_options
+from .exceptions import SendFleetLeaseExpired
+from .mailers import backend_class
+from .models import SendLog
+from .payloads import message_from_payload
+from .status import LogStatus
+from .tasks import schedule
+
+
+def write_rows(rows: list[SendLog], task_backend: str) -> None:
+    """Store the rows now; enqueue the task for the pending ones when the transaction commits.
+
+    Unlike a log of sends already made, the outbox must not fail quietly: errors raise.
+    """
+    SendLog.objects.bulk_create(rows)
+    pending = [row.pk for row in rows if row.status == LogStatus.PENDING]
+    if pending:
+        transaction.on_commit(lambda: schedule(pending, task_backend))
+
+
+def expire_leases(now: datetime | None = None) -> int:
+    """Mark rows whose worker died mid-send ``unknown``; they are never resent."""
+    now = now or timezone.now()
+    expired = 0
+    spec = error_table.SPECS_BY_CODE["lease_expired"]
+    stale = SendLog.objects.filter(status=LogStatus.SENDING, lease_expires_at__lt=now)
+    for row in stale:
+        keeps_content = SendFleetSettings(mailer_options(row.mailer)).log_content
+        changed = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
+            status=LogStatus.UNKNOWN,
+            error_code=spec.code,
+            detail=spec.meaning,
+            claim_token="",
+            lease_expires_at=None,
+            payload=row.payload if keeps_content else None,
+            updated_at=now,
+        )
+        if changed:
+            expired += 1
+            recipient = (row.payload or {}).get("to") or row.recipient
+            signals.send_failed.send_robust(
+                backend_class(row.mailer),
+                message=message_from_payload(row.payload) if row.payload else None,
+                recipient=recipient,
+                error=SendFleetLeaseExpired(spec.meaning, recipient=recipient),
+                mailer=row.mailer,
+            )
+    return expired
+
+
+def requeue_pending(older_than: timedelta) -> int:
+    """Enqueue tasks for due ``pending`` rows whose task was lost. Safe to repeat: claims are
+    exclusive, so a row enqueued twice is still sent once."""
+    now = timezone.now()
+    due = (
+        SendLog.objects.filter(status=LogStatus.PENDING, updated_at__lte=now - older_than)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .order_by("pk")
+        .values_list("pk", "mailer")
+    )
+    backend_of_mailer: dict[str, str] = {}
+    by_backend: dict[str, list[int]] = {}
+    for row_id, mailer in due:
+        if mailer not in backend_of_mailer:
+            backend_of_mailer[mailer] = SendFleetSettings(mailer_options(mailer)).task_backend
+        by_backend.setdefault(backend_of_mailer[mailer], []).append(row_id)
+    for task_backend, ids in by_backend.items():
+        schedule(ids, task_backend)
+    return sum(len(ids) for ids in by_backend.values())

@@ -1,0 +1,255 @@
+"""Send one recipient: the one path ``EmailBackend`` and the queued worker both take.
+
+In order: the local suppression list, the batch guard (an earlier error that rules this send
+out), the shared rate limiter, the attempt, and what the retry policy makes of a failure. The
+result is the recipient's ``RecipientStatus`` (``outcome.py``), or ``Deferred`` when the policy
+gives the send back to the outbox. What follows a finished send (the log row's fields, the
+failure signals, the catch-up of early webhook events) is in ``finish_recipient`` below and in
+``send_log.outcome_fields``, also shared by both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import client as client_module
+from . import error_table
+from .batch import BatchGuard
+from .exceptions import SendFleetError, SendFleetRateLimitWait, SendFleetRecipientSuppressed
+from .failures import handle_failure
+from .models import normalise_email
+from .outcome import QUEUED, REJECTED, RecipientStatus
+from .retry import Defer, GiveUp, RetryPolicy, WaitAndRetry
+from .suppressions import count_stopped_sends, suppressed_among
+
+if TYPE_CHECKING:
+    from django.core.mail import EmailMessage
+
+    from .client import Accepted, SendFleetClient
+    from .ratelimit import SlidingWindowLimiter
+
+logger = logging.getLogger("django_sendfleet")
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The policy gave the send back to the outbox until ``when``; it is not finished."""
+
+    when: datetime
+    reason: str
+    error: SendFleetError
+    #: Attempts made so far, including earlier runs of the worker.
+    attempts: int
+
+
+class SuppressionCheck:
+    """The local suppression list as one batch sees it.
+
+    ``load`` asks the database once for a group of addresses; ``learn`` adds an address the
+    batch itself found suppressed (a 422), so a later message of the batch is stopped too.
+    """
+
+    def __init__(self) -> None:
+        self._suppressed: set[str] = set()
+        self._stopped: list[str] = []
+
+    def load(self, addresses: Iterable[str]) -> None:
+        self._suppressed |= suppressed_among(addresses)
+
+    def learn(self, address: str) -> None:
+        self._suppressed.add(normalise_email(address))
+
+    def stops(self, address: str) -> bool:
+        if normalise_email(address) in self._suppressed:
+            self._stopped.append(address)
+            return True
+        return False
+
+    def stop(
+        self, recipient: str, message: EmailMessage | None, attempts_before: int = 0
+    ) -> RecipientStatus | None:
+        """REJECTED when the list stops this send (nothing is sent), else None."""
+        if not self.stops(recipient):
+            return None
+        logger.warning("SendFleet send to %s rejected: on the local suppression list", recipient)
+        suppressed = SendFleetRecipientSuppressed(
+            "On the local suppression list: not sent.", email_message=message, recipient=recipient
+        )
+        return RecipientStatus(REJECTED, error=suppressed, attempts=attempts_before)
+
+    def count_stopped(self) -> None:
+        """Record on the list's entries that they stopped these sends; one query."""
+        if self._stopped:
+            count_stopped_sends(self._stopped)
+            self._stopped = []
+
+
+class RecipientSender:
+    """Sends the recipients of one batch, one at a time, through one client."""
+
+    def __init__(
+        self,
+        *,
+        client: SendFleetClient,
+        limiter: SlidingWindowLimiter | None,
+        policy: RetryPolicy,
+        suppressions: SuppressionCheck | None,
+        guard: BatchGuard | None = None,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.policy = policy
+        self.suppressions = suppressions
+        self.guard = guard or BatchGuard()
+
+    def send(
+        self,
+        recipient: str,
+        payload: dict[str, Any],
+        from_domain: str,
+        *,
+        attempts_before: int = 0,
+        message: EmailMessage | None = None,
+    ) -> RecipientStatus | Deferred:
+        if self.suppressions is not None:
+            stopped = self.suppressions.stop(recipient, message, attempts_before)
+            if stopped is not None:
+                return stopped
+        blocker = self.guard.blocker(from_domain)
+        if blocker is not None:
+            hold = self.policy.before_blocked(blocker)
+            if hold is not None:
+                return Deferred(hold.when, hold.reason, blocker, attempts_before)
+            logger.warning(
+                "SendFleet skipped %s: an earlier send in this batch failed with %s",
+                recipient,
+                blocker.error_code,
+            )
+            status = error_table.spec_for_error(blocker).recipient_status
+            return RecipientStatus(status, error=blocker, attempts=attempts_before)
+        return self._attempt_until_done(recipient, payload, from_domain, attempts_before, message)
+
+    def _attempt_until_done(
+        self,
+        recipient: str,
+        payload: dict[str, Any],
+        from_domain: str,
+        attempts: int,
+        message: EmailMessage | None,
+    ) -> RecipientStatus | Deferred:
+        started = time.monotonic()
+        waited = 0.0
+        while True:
+            if self.limiter is not None:
+                try:
+                    waited += self.limiter.acquire(self.policy.limiter_budget(waited))
+                except SendFleetRateLimitWait as wait:
+                    # No slot in time: nothing was sent by this attempt.
+                    wait.attempts, wait.recipient, wait.payload = attempts, recipient, payload
+                    decision: Defer | GiveUp | WaitAndRetry = self.policy.after_limiter_wait(wait)
+                    return self._stop(decision, wait, attempts, from_domain, started, message)
+            attempts += 1
+            try:
+                accepted = self.client.attempt(payload, attempt=attempts)
+            except SendFleetError as error:
+                error.attempts = attempts
+                decision = self.policy.after_failure(error, attempts, waited)
+                if isinstance(decision, WaitAndRetry):
+                    logger.info(
+                        "SendFleet %s for %s; retry %d in %.1f s",
+                        error.error_code,
+                        recipient,
+                        attempts,
+                        decision.seconds,
+                    )
+                    client_module.wait_before_retry(decision.seconds)
+                    waited += decision.seconds
+                    continue
+                return self._stop(decision, error, attempts, from_domain, started, message)
+            return _queued(recipient, accepted, attempts, started)
+
+    def _stop(
+        self,
+        decision: Defer | GiveUp | WaitAndRetry,
+        error: SendFleetError,
+        attempts: int,
+        from_domain: str,
+        started: float,
+        message: EmailMessage | None,
+    ) -> RecipientStatus | Deferred:
+        error.email_message = message
+        if not (isinstance(decision, Defer) and isinstance(error, SendFleetRateLimitWait)):
+            # A send given back to wait for the limiter says nothing about the next one.
+            self.guard.record(error, from_domain)
+        if isinstance(decision, Defer):
+            return Deferred(decision.when, decision.reason, error, attempts)
+        if isinstance(decision, GiveUp) and decision.note:
+            error.detail += decision.note
+            error.args = (error.detail,)
+        result = RecipientStatus(
+            error_table.spec_for_error(error).recipient_status,
+            error=error,
+            attempts=attempts,
+            esp_response=error.response,
+            duration_ms=_milliseconds_since(started),
+        )
+        logger.warning(
+            "SendFleet send to %s %s after %d attempt(s): %s",
+            error.recipient,
+            result.status,
+            attempts,
+            error,
+        )
+        return result
+
+
+def finish_recipient(
+    *,
+    backend_class: type,
+    mailer: str,
+    message: EmailMessage | None,
+    recipient: str,
+    from_domain: str,
+    result: RecipientStatus,
+    suppressions: SuppressionCheck | None,
+) -> None:
+    """What follows a finished send that failed: the suppression list, then the signals."""
+    error = result.error
+    if error is None:
+        return
+    if isinstance(error, SendFleetRecipientSuppressed) and suppressions is not None:
+        suppressions.learn(recipient)
+    handle_failure(backend_class, mailer, message, recipient, error, from_domain)
+
+
+def domain_of(address: str) -> str:
+    """The sender domain as the batch guard and ``send_forbidden`` see it: lower case."""
+    return address.rpartition("@")[2].lower()
+
+
+def _queued(recipient: str, accepted: Accepted, attempts: int, started: float) -> RecipientStatus:
+    logger.info(
+        "SendFleet send to %s queued: message_id=%s mode=%s attempts=%d",
+        recipient,
+        accepted.message_id,
+        accepted.mode,
+        attempts,
+    )
+    return RecipientStatus(
+        QUEUED,
+        message_id=accepted.message_id,
+        attempts=attempts,
+        mode=accepted.mode,
+        warnings=accepted.warnings,
+        esp_response=accepted.response,
+        duration_ms=_milliseconds_since(started),
+    )
+
+
+def _milliseconds_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -1,0 +1,204 @@
+"""The worker side of queued sending: claim outbox rows, send them, record what happened.
+
+Rows are written by ``QueuedEmailBackend`` (``outbox.py``) with status ``pending``. The task
+(``tasks.py``) hands their ids to ``send_rows``, which claims each row with
+``select_for_update(skip_locked=True)`` and a conditional update that gives it a unique claim
+token and a lease, so no two workers ever send the same row. A worker killed mid-send leaves a
+row ``sending`` whose lease expires: ``sendfleet_requeue`` marks it ``unknown`` and never
+resends it.
+
+Each row is sent by the same code as the synchronous backend (``sending.py``) with the
+``Reschedule`` retry policy: a retryable failure puts the row back to ``pending`` with
+``not_before`` and the row's ``attempts`` carries the count across runs; quota exhaustion holds
+rows until the quota resets.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import signals
+from .client import SendFleetClient
+from .conf import SendFleetSettings, mailer_options
+from .events import apply_waiting_events
+from .log import outcome_fields, stored_detail
+from .mailers import backend_class
+from .models import SendLog
+from .outcome import RecipientStatus, SendStatus
+from .payloads import message_from_payload
+from .ratelimit import SlidingWindowLimiter
+from .retry import Reschedule
+from .sending import Deferred, RecipientSender, SuppressionCheck, domain_of, finish_recipient
+from .status import LogStatus
+
+logger = logging.getLogger("django_sendfleet")
+
+
+@dataclass(frozen=True)
+class Rescheduled:
+    """Rows given back to the outbox, for a task at ``when`` on ``task_backend``."""
+
+    row_ids: list[int]
+    when: datetime
+    task_backend: str
+
+
+def send_rows(row_ids: Iterable[int]) -> list[Rescheduled]:
+    """Send every claimable row among these ids; return the rows to send again later."""
+    rows_by_mailer: dict[str, list[int]] = {}
+    for row_id, mailer in SendLog.objects.filter(pk__in=list(row_ids)).values_list("pk", "mailer"):
+        rows_by_mailer.setdefault(mailer, []).append(row_id)
+    later: list[Rescheduled] = []
+    for mailer, ids in rows_by_mailer.items():
+        later += _MailerWorker(mailer).send(sorted(ids))
+    return later
+
+
+def claim(row_id: int, lease_seconds: int) -> SendLog | None:
+    """Take a due pending row for this worker, or None if it is not there to take."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    with transaction.atomic():
+        # skip_locked: a row another worker is claiming right now is simply not ours.
+        locked = (
+            SendLog.objects.select_for_update(skip_locked=True)
+            .filter(due, pk=row_id, status=LogStatus.PENDING)
+            .values_list("pk", flat=True)
+        )
+        if not list(locked):
+            return None
+        # The conditional update is the claim itself, so it holds even where the database
+        # ignores select_for_update (SQLite).
+        claimed = SendLog.objects.filter(due, pk=row_id, status=LogStatus.PENDING).update(
+            status=LogStatus.SENDING,
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+    if not claimed:
+        return None
+    return SendLog.objects.get(pk=row_id, claim_token=token)
+
+
+class _MailerWorker:
+    """Sends the rows of one mailer, one claimed row at a time, over one connection."""
+
+    def __init__(self, mailer: str) -> None:
+        self.mailer = mailer
+        self.settings = settings = SendFleetSettings(mailer_options(mailer))
+        #: Signals name the backend class that queued the rows, as the synchronous path does.
+        self.backend_class = backend_class(mailer)
+        self.suppressions = SuppressionCheck() if settings.check_suppressions else None
+        self.sender = RecipientSender(
+            client=SendFleetClient.for_settings(settings),
+            limiter=SlidingWindowLimiter.for_settings(settings),
+            policy=Reschedule(settings.max_retry_wait),
+            suppressions=self.suppressions,
+        )
+        self.later: list[tuple[int, datetime]] = []
+
+    def send(self, row_ids: list[int]) -> list[Rescheduled]:
+        client = self.sender.client
+        client.open()
+        try:
+            for row_id in row_ids:
+                row = claim(row_id, self.settings.lease_seconds)
+                if row is not None:
+                    self._send_row(row)
+        finally:
+            client.close()
+            if self.suppressions is not None:
+                self.suppressions.count_stopped()
+        task_backend = self.settings.task_backend
+        return [
+            Rescheduled([row_id for row_id, at in self.later if at == when], when, task_backend)
+            for when in sorted({when for _, when in self.later})
+        ]
+
+    def _send_row(self, row: SendLog) -> None:
+        payload: dict[str, Any] = row.payload or {}
+        # The payload holds the address exactly as it is sent.
+        recipient = payload.get("to") or row.recipient
+        message = message_from_payload(payload) if payload else None
+        if self.suppressions is not None:
+            self.suppressions.load([recipient])
+        result = self.sender.send(
+            recipient,
+            payload,
+            domain_of(row.from_email),
+            attempts_before=row.attempts,
+            message=message,
+        )
+        if isinstance(result, Deferred):
+            self._release(row, result)
+        else:
+            self._finish(row, recipient, result, payload, message)
+
+    def _release(self, row: SendLog, deferred: Deferred) -> None:
+        """Give the row back to the outbox until ``deferred.when``."""
+        error = deferred.error
+        SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
+            status=LogStatus.PENDING,
+            not_before=deferred.when,
+            attempts=deferred.attempts,
+            http_status=error.status_code,
+            error_code=error.error_code or "",
+            detail=stored_detail(f"{deferred.reason}: {error.detail}", self.settings.secrets),
+            claim_token="",
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+        self.later.append((row.pk, deferred.when))
+        logger.info("SendFleet queued send to %s %s", row.recipient, deferred.reason)
+
+    def _finish(
+        self,
+        row: SendLog,
+        recipient: str,
+        result: RecipientStatus,
+        payload: dict[str, Any],
+        message: Any,
+    ) -> None:
+        fields: dict[str, Any] = {
+            **outcome_fields(result, self.settings.secrets),
+            "payload": payload if self.settings.log_content else None,
+            "claim_token": "",
+            "lease_expires_at": None,
+            "not_before": None,
+            "updated_at": timezone.now(),
+        }
+        SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(**fields)
+        finish_recipient(
+            backend_class=self.backend_class,
+            mailer=self.mailer,
+            message=message,
+            recipient=recipient,
+            from_domain=domain_of(row.from_email),
+            result=result,
+            suppressions=self.suppressions,
+        )
+        status = SendStatus()
+        status.record(recipient, result)
+        signals.post_send.send_robust(
+            self.backend_class, message=message, status=status, mailer=self.mailer
+        )
+        if result.message_id and self.settings.webhook_secrets:
+            # Events SendFleet posted before this row had its message id waited for it.
+            apply_waiting_events([result.message_id])
+        logger.info(
+            "SendFleet queued send to %s %s: message_id=%s attempts=%d",
+            recipient,
+            result.status,
+            result.message_id,
+            result.attempts,
+        )
