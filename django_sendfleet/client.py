@@ -139,10 +139,13 @@ class SendFleetClient:
 
     def _without_key(self, error: SendFleetError) -> SendFleetError:
         """A gateway may echo the request's headers back: keep the key out of the error."""
-        redacted = redact(error.detail, (self._api_key, self._api_key.partition(".")[2]))
+        secrets = (self._api_key, self._api_key.partition(".")[2])
+        redacted = redact(error.detail, secrets)
         if redacted != error.detail:
             error.detail = redacted
             error.args = (redacted,)
+        if isinstance(error, SendFleetNetworkError):
+            error.cause = redact(error.cause, secrets)
         return error
 
     def attempt(
@@ -157,7 +160,15 @@ class SendFleetClient:
         try:
             response = self._session.post(self.api_url, json=payload, timeout=self.timeout)
         except requests.RequestException as error:
-            raise self._without_key(_network_error(error, **context)) from error
+            failure = self._without_key(_network_error(error, **context))
+        else:
+            failure = None
+        if failure is not None:
+            # Chained to nothing (raised outside the except block, so no __context__ either):
+            # urllib3's frames in the requests error hold the request's headers, the key among
+            # them, and Django's error reports show the locals of every chained exception's
+            # frames. ``failure.cause`` keeps its type and text.
+            raise failure from None
         if not 200 <= response.status_code < 300:
             raise self._without_key(error_table.error_for_response(response, **context))
         try:
@@ -189,9 +200,11 @@ def _network_error(error: requests.RequestException, **context: Any) -> SendFlee
     reached = not _never_connected(error)
     code = "network_error" if reached else "connection_failed"
     what = "may have been sent" if reached else "was not sent"
+    cause = f"{type(error).__name__}: {error}"
     return SendFleetNetworkError(
-        f"{type(error).__name__}: {error} (the email {what})",
+        f"{cause} (the email {what})",
         may_have_been_sent=reached,
+        cause=cause,
         error_code=code,
         retryable=error_table.SPECS_BY_CODE[code].retryable,
         **context,

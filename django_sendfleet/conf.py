@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from .exceptions import SendFleetConfigurationError
 
@@ -168,6 +169,8 @@ MAILER_OPTION_NAMES = frozenset(option.name.lower() for option in OPTIONS if opt
 class SendFleetSettings:
     """django-sendfleet's configuration for one mailer, looked up when used."""
 
+    # Django's error reports show every frame's locals: these hold the key or the secrets.
+    @sensitive_variables("options")
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self._options = dict(options or {})
         unknown = set(self._options) - MAILER_OPTION_NAMES
@@ -176,6 +179,7 @@ class SendFleetSettings:
                 f"Unknown SendFleet options: {', '.join(sorted(unknown))}."
             )
 
+    @sensitive_variables("configured", "value")  # "value": the parsers' argument
     def _get(self, name: str) -> Any:
         option = OPTIONS_BY_NAME[name]
         if name.lower() in self._options:
@@ -199,6 +203,7 @@ class SendFleetSettings:
         self.api_key, self.send_log, self.check_suppressions  # noqa: B018  (their own checks)
 
     @property
+    @sensitive_variables("key")
     def api_key(self) -> str:
         """The API key, checked for shape. The error never shows the key itself."""
         key = self._get("API_KEY") or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE)
@@ -221,6 +226,7 @@ class SendFleetSettings:
         return self.api_key.split(".", 1)[0]
 
     @property
+    @sensitive_variables("key")
     def secrets(self) -> tuple[str, ...]:
         """What must never be logged or stored: the key, its secret part, webhook secrets."""
         key = self.api_key

@@ -99,10 +99,15 @@ class SendFleetNetworkError(SendFleetError):
 
     error_code = "network_error"
 
-    def __init__(self, detail: str = "", *, may_have_been_sent: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, detail: str = "", *, may_have_been_sent: bool, cause: str = "", **kwargs: Any
+    ) -> None:
         kwargs.setdefault("retryable", not may_have_been_sent)
         super().__init__(detail, **kwargs)
         self.may_have_been_sent = may_have_been_sent
+        #: The underlying error's type and text, secrets redacted. The error itself is not
+        #: chained (``__cause__``): its frames hold the request's headers, and so the API key.
+        self.cause = cause
 
 
 class SendFleetLeaseExpired(SendFleetError):
