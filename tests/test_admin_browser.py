@@ -62,9 +62,14 @@ def page(monkeypatch, live_server) -> Iterator[sync_api.Page]:
 
 
 def seed_thirty_days() -> None:
-    """A month of sends with a realistic mix of outcomes, for the lists and the dashboard."""
+    """A month of sends with a realistic mix of outcomes, for the lists and the dashboard.
+
+    Each row falls on one of the dashboard's 30 calendar days and never after now, whatever
+    the time of day the test runs at.
+    """
     rng = random.Random(2026)
     now = timezone.now()
+    today = timezone.localdate()
     outcomes = [
         (LogStatus.DELIVERED, "", 78),
         (LogStatus.QUEUED, "", 8),
@@ -82,7 +87,7 @@ def seed_thirty_days() -> None:
             status, code, _ = rng.choices(outcomes, weights=[w for *_, w in outcomes])[0]
             rows.append(
                 SendLog(
-                    created_at=now - datetime.timedelta(days=days_ago, minutes=rng.randint(0, 600)),
+                    created_at=on_day(today - datetime.timedelta(days=days_ago), rng, now),
                     mailer="default",
                     recipient=f"customer{rng.randint(1, 400)}@example.com",
                     from_email="shop@example.com",
@@ -96,6 +101,12 @@ def seed_thirty_days() -> None:
                 )
             )
     SendLog.objects.bulk_create(rows)
+
+
+def on_day(day: datetime.date, rng: random.Random, now: datetime.datetime) -> datetime.datetime:
+    """A time within ``day`` (the current time zone's), no later than ``now``."""
+    start = timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+    return min(start + datetime.timedelta(minutes=rng.randint(0, 24 * 60 - 1)), now)
 
 
 def log_in(page: sync_api.Page, base_url: str) -> None:
