@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
-from django.core import mail
 from django.core.exceptions import PermissionDenied
-from django.core.mail import EmailMultiAlternatives
-from django.core.mail.backends.base import BaseEmailBackend
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
@@ -31,9 +27,8 @@ from django.utils.html import format_html
 
 from . import dashboard
 from .error_table import ERROR_TABLE, spec_for_code
-from .exceptions import SendFleetError
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
-from .payloads import message_from_payload
+from .resend import OUTBOX_STATUSES, resend_entries
 from .status import PROBLEM_STATUSES, LogStatus
 from .suppressions import suppress, suppressed_among
 
@@ -139,65 +134,6 @@ class ModeFilter(admin.SimpleListFilter):
         if value == self.NOT_SENT:
             return queryset.filter(mode="")
         return queryset.filter(mode=value) if value else queryset
-
-
-def mailer_connection(alias: str) -> BaseEmailBackend:
-    """The row's mailer on Django 6.1+ when it is still configured, else the default one."""
-    if hasattr(mail, "mailers"):
-        if alias in mail.mailers:
-            return mail.mailers[alias]
-        return mail.mailers.default  # the alias was renamed or removed since the send
-    return mail.get_connection()
-
-
-def message_from(entry: SendLog) -> EmailMultiAlternatives:
-    """The logged message, rebuilt for its one recipient."""
-    return message_from_payload(
-        {
-            "to": entry.recipient,
-            "from_email": entry.from_email,
-            "from_name": entry.from_name,
-            "subject": entry.subject,
-            "message": entry.text_body,
-            "html": entry.html_body,
-            "reply_to": entry.reply_to,
-        }
-    )
-
-
-def resend_entries(entries: list[SendLog]) -> Counter[str]:
-    """Send each entry again through its mailer; count the outcomes by recipient status.
-
-    The backend does the rest as for any send: it checks the suppression list and writes a new
-    log row per send.
-    """
-    outcomes: Counter[str] = Counter()
-    by_mailer: dict[str, list[SendLog]] = defaultdict(list)
-    for entry in entries:
-        by_mailer[entry.mailer].append(entry)
-    for alias, group in by_mailer.items():
-        done = 0
-        try:
-            with mailer_connection(alias) as connection:  # one connection for the group
-                for entry in group:
-                    outcomes[resend_one(connection, entry)] += 1
-                    done += 1
-        except Exception:  # a broken mailer (configuration, network) is reported, not a 500
-            logger.exception("SendFleet admin could not resend through mailer %r", alias)
-            outcomes["not sent (mailer error: see the server log)"] += len(group) - done
-    return outcomes
-
-
-def resend_one(connection: BaseEmailBackend, entry: SendLog) -> str:
-    message = message_from(entry)
-    try:
-        sent = connection.send_messages([message])
-    except SendFleetError:
-        sent = 0  # the outcome is in anymail_status and the new log row
-    status = getattr(message, "anymail_status", None)
-    if status is not None and status.recipients:
-        return next(iter(status.recipients.values())).status
-    return "sent" if sent else "not sent"
 
 
 class WebhookEventInline(admin.TabularInline):
@@ -375,6 +311,16 @@ class SendLogAdmin(admin.ModelAdmin):
         entries = self._selected_rows(request, queryset)
         if entries is None:
             return
+        in_outbox = [entry for entry in entries if entry.status in OUTBOX_STATUSES]
+        if in_outbox:
+            self.message_user(
+                request,
+                f"Skipped {len(in_outbox)} of {len(entries)} selected: still in the outbox "
+                "(pending or being sent). The worker sends them; resending now would send the "
+                "email twice.",
+                messages.WARNING,
+            )
+            entries = [entry for entry in entries if entry.status not in OUTBOX_STATUSES]
         with_content = [entry for entry in entries if entry.has_content]
         skipped = len(entries) - len(with_content)
         if skipped:

@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 #: The backend a mailer entry without BACKEND gets (Django 6.1 requires BACKEND, but be safe).
 DEFAULT_MAILER_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 SENDFLEET_BACKEND = "django_sendfleet.backends.EmailBackend"
+QUEUED_BACKEND = "django_sendfleet.backends.QueuedEmailBackend"
 
 
 def configured_mailers() -> dict[str, Mapping[str, Any]]:
@@ -34,22 +35,20 @@ def backend_path(alias: str) -> str:
     return str(entry.get("BACKEND", DEFAULT_MAILER_BACKEND))
 
 
-def is_sendfleet_backend(path: str) -> bool:
-    sendfleet = import_string(SENDFLEET_BACKEND)
+def is_sendfleet_backend(path: str, base: str = SENDFLEET_BACKEND) -> bool:
+    """Whether the dotted path names ``base`` (our ``EmailBackend``) or a subclass of it."""
     try:
         backend = import_string(path)
     except ImportError:
         return False  # Django reports it when the mailer is used
-    return isinstance(backend, type) and issubclass(backend, sendfleet)
+    return isinstance(backend, type) and issubclass(backend, import_string(base))
 
 
-def backend_class(alias: str) -> type:
+def backend_class(alias: str, base: str = SENDFLEET_BACKEND) -> type:
     """The class that sends for this mailer: the ``sender`` of its signals.
 
-    Our ``EmailBackend`` when the alias is not (or no longer) configured with one of ours, so
-    rows queued under a since-renamed mailer still signal with a backend class.
+    ``base`` when the alias is not (or no longer) configured with it or a subclass: rows queued
+    under a since-renamed mailer, say, still signal with the kind of backend that sent them.
     """
     path = backend_path(alias)
-    if is_sendfleet_backend(path):
-        return import_string(path)
-    return import_string(SENDFLEET_BACKEND)
+    return import_string(path if is_sendfleet_backend(path, base) else base)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from . import error_table, signals
 from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetLeaseExpired
-from .mailers import backend_class
+from .mailers import QUEUED_BACKEND, backend_class
 from .models import SendLog
 from .payloads import message_from_payload
 from .status import LogStatus
@@ -55,7 +55,7 @@ def expire_leases(now: datetime | None = None) -> int:
             expired += 1
             recipient = (row.payload or {}).get("to") or row.recipient
             signals.send_failed.send_robust(
-                backend_class(row.mailer),
+                backend_class(row.mailer, QUEUED_BACKEND),
                 message=message_from_payload(row.payload) if row.payload else None,
                 recipient=recipient,
                 error=SendFleetLeaseExpired(spec.meaning, recipient=recipient),

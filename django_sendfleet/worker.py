@@ -31,7 +31,7 @@ from .client import SendFleetClient
 from .conf import SendFleetSettings, mailer_options
 from .events import apply_waiting_events
 from .log import outcome_fields, stored_detail
-from .mailers import backend_class
+from .mailers import QUEUED_BACKEND, backend_class
 from .models import SendLog
 from .outcome import RecipientStatus, SendStatus
 from .payloads import message_from_payload
@@ -97,7 +97,7 @@ class _MailerWorker:
         self.mailer = mailer
         self.settings = settings = SendFleetSettings(mailer_options(mailer))
         #: Signals name the backend class that queued the rows, as the synchronous path does.
-        self.backend_class = backend_class(mailer)
+        self.backend_class = backend_class(mailer, QUEUED_BACKEND)
         self.suppressions = SuppressionCheck() if settings.check_suppressions else None
         self.sender = RecipientSender(
             client=SendFleetClient.for_settings(settings),

@@ -242,6 +242,21 @@ def test_detail_page_explains_the_error_code_from_the_error_table(admin_client):
     assert "content was not logged" in response.text
 
 
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [
+        ("rate_limit_wait", "Not by this send: nothing was sent."),
+        ("queue_error", "Yes, up to 4 attempts in all."),
+        ("domain_not_verified", "No."),
+    ],
+)
+def test_detail_page_says_how_the_error_is_retried(admin_client, code, retried):
+    row = failed(code, http_status=None)
+    response = admin_client.get(reverse("admin:django_sendfleet_sendlog_change", args=[row.pk]))
+    assert f"<dd>{retried}" in response.text
+    assert "up to 1 attempts" not in response.text
+
+
 def test_detail_page_of_a_success_has_no_explanation(admin_client):
     row = with_content()
     response = admin_client.get(reverse("admin:django_sendfleet_sendlog_change", args=[row.pk]))
@@ -306,6 +321,20 @@ def test_resend_refuses_rows_without_content(admin_client, sendfleet_settings, s
     assert "LOG_CONTENT" in message
     assert sandbox.requests == []
     assert SendLog.objects.count() == 1
+
+
+@pytest.mark.parametrize("status", [LogStatus.PENDING, LogStatus.SENDING])
+def test_resend_refuses_rows_still_in_the_outbox(admin_client, sendfleet_settings, sandbox, status):
+    """Its worker sends a pending row: a resend as well would send the email twice."""
+    sendfleet_settings["LOG_CONTENT"] = True
+    outbox_row = with_content(recipient="a@example.com", status=status, payload={"to": "x"})
+    done = with_content(recipient="b@example.com", status=LogStatus.FAILED)
+    response = run_action(admin_client, "resend", [outbox_row, done])
+    text = " ".join(messages_of(response))
+    assert "Skipped 1 of 2" in text and "still in the outbox" in text and "twice" in text
+    assert [r.payload["to"] for r in sandbox.accepted] == ["b@example.com"]
+    outbox_row.refresh_from_db()
+    assert outbox_row.status == status  # left to its worker
 
 
 def test_resend_does_not_send_to_a_suppressed_recipient(admin_client, sendfleet_settings, sandbox):

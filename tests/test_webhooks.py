@@ -289,3 +289,14 @@ def test_sandbox_webhooks_with_a_wrong_secret_are_refused(live_server, sendfleet
     assert {d.status for d in sandbox.webhook_deliveries} == {403}
     assert not WebhookEvent.objects.exists()
     assert SendLog.objects.get().status == "queued"
+
+
+def test_events_reach_the_view_behind_login_required_middleware(settings, webhook_secret, client):
+    """SendFleet cannot log in, and never retries: a redirect to the login page loses events."""
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+    response = post_event(client, event(message_id="no-such-message"))
+    assert response.status_code == 200
+    assert WebhookEvent.objects.filter(message_id="no-such-message").exists()

@@ -1,0 +1,131 @@
+"""The package's shape: no import cycles, no oversized modules, no name shadowing the stdlib.
+
+Imports are read from the source with ``ast``, including imports inside functions (a lazy
+import hides a cycle, it does not remove it). Imports under ``if TYPE_CHECKING:`` are left out:
+they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import django_sendfleet
+
+PACKAGE = Path(django_sendfleet.__file__).parent
+NAME = "django_sendfleet"
+#: "About 400 lines": a module past this has more than one concept in it.
+MAX_MODULE_LINES = 420
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_modules() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for path in PACKAGE.rglob("*.py")
+        if "migrations" not in path.parts and "__pycache__" not in path.parts
+    }
+
+
+def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if _under_type_checking(node, parents):
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            # "from . import x" imports the module x when there is one, else a name of base.
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name and target != NAME:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    known = set(modules)
+    return {name: imports_of(name, path, known) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return [*visiting[visiting.index(node) :], node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for target in sorted(graph.get(node, ())):
+            cycle = visit(target)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_package_has_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_the_webhook_view_and_the_worker_are_not_imported_by_the_send_path():
+    graph = import_graph()
+    for module in (f"{NAME}.sending", f"{NAME}.backends", f"{NAME}.send_log"):
+        if module in graph:
+            assert f"{NAME}.webhooks" not in graph[module], module
+            assert f"{NAME}.worker" not in graph[module], module
+
+
+def test_no_module_is_over_about_400_lines():
+    sizes = {
+        name: len(path.read_text().splitlines()) for name, path in package_modules().items()
+    }
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_no_module_shadows_the_standard_library():
+    stdlib = set(sys.stdlib_module_names)
+    shadowing = {name for name in package_modules() if name.rpartition(".")[2] in stdlib}
+    assert shadowing == set()
