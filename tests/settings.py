@@ -42,7 +42,8 @@ if os.environ.get("SENDFLEET_TEST_API_URL"):
         "API_KEY": os.environ["SENDFLEET_TEST_API_KEY"],
         "LEASE_SECONDS": int(os.environ.get("SENDFLEET_TEST_LEASE_SECONDS", "300")),
         "RATE_LIMIT": os.environ.get("SENDFLEET_TEST_RATE_LIMIT", "60/min"),
-        "MAX_RETRY_WAIT": 30,
+        "MAX_RETRY_WAIT": float(os.environ.get("SENDFLEET_TEST_MAX_RETRY_WAIT", "30")),
+        "TIMEOUT": float(os.environ.get("SENDFLEET_TEST_TIMEOUT", "10")),
         "WEBHOOK_SECRET": "worker-tests-webhook-secret",  # testproject routes the webhook
     }
 if os.environ.get("SENDFLEET_TEST_REDIS_URL"):

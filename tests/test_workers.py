@@ -124,7 +124,13 @@ def test_several_workers_send_every_message_exactly_once_without_a_429(
 
 
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, worker_env):
-    worker_env["SENDFLEET_TEST_LEASE_SECONDS"] = "2"
+    # A short lease, still longer than one send may take (the system checks insist): at most
+    # 1 s for a rate-limiter slot and 1 s each to connect and to read.
+    worker_env |= {
+        "SENDFLEET_TEST_LEASE_SECONDS": "4",
+        "SENDFLEET_TEST_TIMEOUT": "1",
+        "SENDFLEET_TEST_MAX_RETRY_WAIT": "1",
+    }
     sandbox.latency = 3.0  # the first send is still waiting for its answer when we kill
     backend = QueuedEmailBackend()
     backend.send_messages(
@@ -141,10 +147,8 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox,
     assert SendLog.objects.filter(status="pending").count() == 4
 
     sandbox.latency = 0.0
-    time.sleep(2.5)  # the lease runs out
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SENDFLEET_TEST_LEASE_SECONDS", "2")
-        call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
+    time.sleep(4.5)  # the lease runs out
+    call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
     in_flight.refresh_from_db()
     assert in_flight.status == "unknown" and in_flight.error_code == "lease_expired"
 
@@ -161,3 +165,37 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox,
     assert sorted(sent_to) == [f"user{n}@example.com" for n in range(5)]  # each exactly once
     in_flight.refresh_from_db()
     assert in_flight.status == "unknown"
+
+
+def test_events_that_arrive_before_the_worker_records_the_send_are_applied(
+    sandbox, worker_env, settings, live_server
+):
+    """SendFleet posts events as soon as it accepts a send; with 100 ms of API latency they
+    reach the webhook before the worker has written the message id. They must still be
+    applied (the worker catches up on them), or the rows never leave "queued"."""
+    from django.urls import reverse
+
+    from django_sendfleet.models import WebhookEvent
+
+    secret = "worker-tests-webhook-secret"  # tests/settings.py gives the workers the same
+    settings.SENDFLEET = dict(settings.SENDFLEET, WEBHOOK_SECRET=secret)
+    sandbox.configure_webhook(live_server.url + reverse("sendfleet-webhook"), secret)
+    sandbox.latency = 0.1
+    workers = start_workers(worker_env, 2)
+    try:
+        queue_messages(10)
+        wait_for(
+            lambda: not SendLog.objects.exclude(status__in=["queued", "delivered"]).exists(),
+            60,
+            "every row to be sent",
+        )
+        assert sandbox.wait_for_webhooks()
+        wait_for(
+            lambda: SendLog.objects.filter(status="delivered").count() == 10,
+            30,
+            "every row to be delivered",
+        )
+    finally:
+        stop(workers)
+    outcomes = list(WebhookEvent.objects.values_list("outcome", flat=True))
+    assert len(outcomes) == 20 and set(outcomes) == {"applied"}
