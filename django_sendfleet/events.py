@@ -13,6 +13,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import signals
+from .addresses import MAX_ADDRESS_LENGTH
+from .mailers import backend_class
 from .models import SendLog, Suppression, WebhookEvent
 from .status import LogStatus, statuses_an_event_may_replace
 from .suppressions import suppress
@@ -36,7 +38,7 @@ def store_event(event: TrackingEvent, raw_type: str, digest: str) -> WebhookEven
             return WebhookEvent.objects.create(
                 event_type=raw_type[:64],
                 message_id=(event.message_id or "")[:100],
-                recipient=(event.recipient or "")[:254],
+                recipient=(event.recipient or "")[:MAX_ADDRESS_LENGTH],  # raw keeps it all
                 raw=event.esp_event,
                 digest=digest,
             )
@@ -59,11 +61,10 @@ def process_event(stored: WebhookEvent, event: TrackingEvent) -> None:
         logger.exception("SendFleet webhook event %s could not be processed", stored.pk)
         WebhookEvent.objects.filter(pk=stored.pk).update(outcome=WebhookEvent.Outcome.FAILED)
         return
-    signals.tracking.send_robust(WebhookEvent, event=event, esp_name=event.esp_name)
+    sender, mailer = _sent_by(stored)
+    signals.tracking.send_robust(sender, event=event, esp_name=event.esp_name, mailer=mailer)
     if event.suppresses_recipient and event.recipient:
-        signals.recipient_suppressed.send_robust(
-            WebhookEvent, message=None, recipient=event.recipient, error=None, source="webhook"
-        )
+        _signal_webhook_suppression(stored, event.recipient)
 
 
 def apply_waiting_events(message_ids: Iterable[str]) -> None:
@@ -89,9 +90,21 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
         with transaction.atomic():
             event = _apply(stored, event)
         if suppressed_late and event.recipient:
-            signals.recipient_suppressed.send_robust(
-                WebhookEvent, message=None, recipient=event.recipient, error=None, source="webhook"
-            )
+            _signal_webhook_suppression(stored, event.recipient)
+
+
+def _sent_by(stored: WebhookEvent) -> tuple[type, str | None]:
+    """The signals' sender and mailer for an event: those of the send it is about, when known
+    (our ``EmailBackend`` and None for an event about a send we have no row for)."""
+    mailer = stored.send_log.mailer if stored.send_log is not None else None
+    return backend_class(mailer or ""), mailer
+
+
+def _signal_webhook_suppression(stored: WebhookEvent, recipient: str) -> None:
+    sender, mailer = _sent_by(stored)
+    signals.recipient_suppressed.send_robust(
+        sender, message=None, recipient=recipient, error=None, source="webhook", mailer=mailer
+    )
 
 
 def _apply(stored: WebhookEvent, event: TrackingEvent) -> TrackingEvent:

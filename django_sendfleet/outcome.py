@@ -1,4 +1,10 @@
-"""The outcome of a send, attached to the message as ``message.anymail_status``.
+"""The outcome of a send as the sending app sees it: ``message.anymail_status``.
+
+One of two status vocabularies. This one is per recipient of one send, shaped like
+django-anymail's (``queued``, ``rejected``, ``invalid``, ``failed``, ``unknown``, and
+``pending`` in the outbox). The other, ``log_status.LogStatus``, is a send log row's, which
+delivery events move on (``delivered``, ``bounced``...); ``log_status_for`` maps one onto the
+other.
 
 The shape follows django-anymail's ``AnymailStatus``, so code that reads anymail's status
 (``status``, ``message_id``, ``recipients``, ``esp_response``) works unchanged.
@@ -7,7 +13,7 @@ The shape follows django-anymail's ``AnymailStatus``, so code that reads anymail
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import requests
@@ -20,7 +26,6 @@ REJECTED = "rejected"  # suppressed: by SendFleet (422) or by the local list
 INVALID = "invalid"  # refused locally: the API would not accept it
 FAILED = "failed"  # SendFleet or the network refused it; nothing was sent
 UNKNOWN = "unknown"  # the request may have reached SendFleet; check before resending
-RECIPIENT_STATUSES = (PENDING, QUEUED, REJECTED, INVALID, FAILED, UNKNOWN)
 REFUSED_STATUSES = frozenset({REJECTED, INVALID})
 
 
@@ -75,13 +80,3 @@ class SendStatus:
 
     def errors(self) -> list[SendFleetError]:
         return [r.error for r in self.recipients.values() if r.error is not None]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": sorted(self.status),
-            "message_id": self.message_id,
-            "recipients": {
-                address: {"status": r.status, "message_id": r.message_id}
-                for address, r in self.recipients.items()
-            },
-        }

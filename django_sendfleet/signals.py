@@ -1,23 +1,24 @@
 """Signals a host app connects to, to react to sends.
 
 Every signal is sent with ``send_robust``: a receiver that raises is logged on the
-``django_sendfleet`` logger and never breaks, stops or repeats a send. ``sender`` is the
-backend class.
+``django_sendfleet`` logger and never breaks, stops or repeats a send. ``sender`` is always the
+class of the backend that sent (``QueuedEmailBackend`` for its worker's sends too; for webhook
+events, the backend of the mailer of the send), and every signal carries ``mailer``, the
+mailer alias, so one receiver sees synchronous and queued sends alike.
 
 - ``pre_send(message, mailer)``: before a message is sent. Raise ``CancelSend`` to skip it.
-- ``post_send(message, status)``: after a message, with ``message.anymail_status``.
-- ``send_failed(message, recipient, error)``: a recipient's send failed, was refused locally as
-  invalid, or ended ``unknown``.
-- ``send_forbidden(message, recipient, error, error_code, from_domain)``: any 403 (account or
-  domain problem): usually a page to someone.
-- ``recipient_suppressed(message, recipient, error, source)``: a recipient is suppressed;
-  ``source`` is ``"local"`` (stopped by the local list before any request), ``"api"`` (a 422
-  from SendFleet) or ``"webhook"`` (a bounce or complaint event). ``error`` is the 422's
-  exception, a ``SendFleetRecipientSuppressed`` for a local stop, or None for a webhook.
-  ``message`` is None for a webhook.
-- ``tracking(event, esp_name)``: a verified delivery event from SendFleet's webhook, as a
+- ``post_send(message, status, mailer)``: after a message, with ``message.anymail_status``.
+- ``send_failed(message, recipient, error, mailer)``: a recipient's send failed, was refused
+  locally as invalid, or ended ``unknown``.
+- ``send_forbidden(message, recipient, error, error_code, from_domain, mailer)``: any 403
+  (account or domain problem): usually a page to someone.
+- ``recipient_suppressed(message, recipient, error, source, mailer)``: a recipient is
+  suppressed; ``source`` is ``"local"`` (stopped by the local list before any request),
+  ``"api"`` (a 422 from SendFleet) or ``"webhook"`` (a bounce or complaint event). ``error`` is
+  the 422's exception, a ``SendFleetRecipientSuppressed`` for a local stop, or None for a
+  webhook. ``message`` is None for a webhook.
+- ``tracking(event, esp_name, mailer)``: a verified delivery event from SendFleet's webhook, as a
   ``django_sendfleet.tracking.TrackingEvent`` (fields as django-anymail's tracking event).
-  ``sender`` is the ``WebhookEvent`` model.
 """
 
 from __future__ import annotations
