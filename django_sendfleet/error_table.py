@@ -43,7 +43,8 @@ class ErrorSpec:
     retryable: bool
     #: Seconds to wait before each retry, as (shortest, longest); its length caps the retries.
     backoff: tuple[tuple[float, float], ...] = ()
-    #: Wait as long as the answer's ``Retry-After`` says, when it says.
+    #: Wait as long as the answer's ``Retry-After`` says, when it has one (SendFleet's docs do not
+    #: promise the header), but never less than the first backoff.
     honours_retry_after: bool = False
     batch_effect: BatchEffect = BatchEffect.NONE
     #: The answer carries this code in its ``error`` field (else the library names it).
@@ -171,8 +172,9 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         exc.SendFleetUsageLimitExceeded,
         False,
         batch_effect=BatchEffect.STOP_BATCH,
-        meaning="The plan's monthly quota is used up (Starter BYOC 50, Growth 25,000, Pro "
-        "100,000). It resets on the 1st of the calendar month.",
+        meaning="The plan's monthly SendFleet quota is used up (Starter BYOC 50, Growth 25,000, "
+        "Pro 100,000; the paid BYOC plan has no SendFleet cap, only AWS SES's own sending quota "
+        "in your account). It resets at 00:00 UTC on the 1st of the calendar month.",
         fix="Upgrade the plan in Dashboard -> Billing, or wait for the monthly reset.",
     ),
     ErrorSpec(
@@ -184,8 +186,9 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         honours_retry_after=True,
         sent_by_api=False,
         meaning="The per-key rate limit (60 requests a minute) was exceeded.",
-        fix="Retried automatically after Retry-After (else 1, 2, 4... s) within "
-        "SENDFLEET['MAX_RETRY_WAIT']. Spread bursts out, or use the queued backend.",
+        fix="Retried automatically after the answer's Retry-After if present (at least 1 s), "
+        "else after 1, 2, 4... s, within SENDFLEET['MAX_RETRY_WAIT']. Spread bursts out, or use "
+        "the queued backend.",
     ),
     ErrorSpec(
         "server_error",
@@ -314,8 +317,9 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         False,
         sent_by_api=False,
         recipient_status="invalid",
-        meaning="The message uses something the API cannot carry: attachments, custom headers, "
-        "non-HTML alternatives, several reply-to addresses.",
+        meaning="The message uses something the API cannot carry: attachments or inline images, "
+        "custom headers, non-HTML alternatives, several reply-to addresses, or django-anymail's "
+        "send_at, merge_data, template_id, tags, metadata, tracking and the like.",
         fix="Remove the feature, or set SENDFLEET['IGNORE_UNSUPPORTED_FEATURES'] = True to drop "
         "it with a log line.",
     ),
@@ -395,20 +399,21 @@ def retry_wait(error: exc.SendFleetError, attempt: int) -> float | None:
         return None
     retry_after = getattr(error, "retry_after", None)
     if spec.honours_retry_after and retry_after is not None:
-        return float(retry_after)
+        # SendFleet: wait at least 1 s (the first backoff) after a throttle, whatever the header
+        # says: a Retry-After of 0, a negative delay or a date in the past is retried at once.
+        return max(float(retry_after), spec.backoff[0][0])
     shortest, longest = spec.backoff[attempt - 1]
     return random.uniform(shortest, longest)
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110); None if neither."""
+    if not value or len(value) > 64:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.isascii() and value.isdigit():
+        # 1*DIGIT only: no "nan", "inf" or "1e99" (whose wait would overflow a datetime).
+        return float(value) if len(value) <= 9 else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

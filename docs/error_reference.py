@@ -20,13 +20,16 @@ TARGET = Path(__file__).resolve().parent / "errors.md"
 def _retry(spec: ErrorSpec) -> str:
     if not spec.retryable:
         return "never"
+    if not spec.backoff:  # rate_limit_wait: nothing was attempted, so there is nothing to retry
+        return "not by this send (nothing was sent); send it again later: the queued worker does"
     waits = ", ".join(
         f"{low:g}" if low == high else f"{low:g}-{high:g}" for low, high in spec.backoff
     )
     count = len(spec.backoff)
     text = f"up to {count} {'retry' if count == 1 else 'retries'} after {waits} s"
     if spec.honours_retry_after:
-        text += " (or as long as `Retry-After` says)"
+        first = spec.backoff[0][0]
+        text += f" (or as long as `Retry-After` says, if present; at least {first:g} s)"
     return text
 
 

@@ -123,3 +123,48 @@ def test_error_reference_docs_are_generated_from_the_table():
     script = Path(__file__).resolve().parent.parent / "docs" / "error_reference.py"
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "header", ["0", "-5", "0.0", "nan", "-inf", "inf", "1e99", "Wed, 21 Oct 2015 07:28:00 GMT", ""]
+)
+def test_a_throttle_is_never_retried_sooner_than_one_second(header):
+    """SendFleet: wait at least 1 s after a throttle, whatever Retry-After says (or if absent)."""
+    error = error_table.error_for_response(answer(429, {}, {"Retry-After": header}))
+    for attempt in range(1, 6):
+        wait = error_table.retry_wait(error, attempt)
+        assert wait is not None and 1.0 <= wait < 1e9, (header, attempt, wait)
+    assert error_table.retry_wait(error, 1) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 12 ", 12.0), ("nan", None), ("inf", None), ("1e3", None), ("-1", None)],
+)
+def test_retry_after_is_delta_seconds_digits_only(header, seconds):
+    assert error_table.parse_retry_after(header) == seconds
+
+
+def test_retry_after_too_long_to_be_real_is_ignored_not_overflowed():
+    assert error_table.parse_retry_after("9" * 20) is None
+    assert error_table.parse_retry_after("1" * 100_000) is None
+
+
+def test_rows_without_backoff_are_not_described_as_retries():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
+    try:
+        import error_reference
+    finally:
+        sys.path.pop(0)
+    text = error_reference.render()
+    assert "up to 0 retries" not in text and "after  s" not in text
+    [row] = [line for line in text.splitlines() if line.startswith("| `rate_limit_wait`")]
+    assert "nothing was sent" in row
+    [row] = [line for line in text.splitlines() if line.startswith("| `rate_limited`")]
+    assert "`Retry-After` says, if present; at least 1 s" in row
+
+
+def test_the_quota_text_says_when_it_resets_and_that_paid_byoc_has_no_cap():
+    meaning = error_table.SPECS_BY_CODE["usage_limit_exceeded"].meaning
+    assert "00:00 UTC on the 1st" in meaning
+    assert "paid BYOC plan has no SendFleet cap" in meaning
