@@ -1,9 +1,10 @@
-"""Per-message cost of django-sendfleet's backend against django-anymail's Postmark backend.
+"""Per-message cost of django-sendfleet's backend against django-anymail's Postmark backend
+and against the floor: a bare ``requests.Session`` loop posting the same JSON.
 
-All backends post to the same loopback HTTP server (it answers each in its API's shape) in
+All contenders post to the same loopback HTTP server (it answers each in its API's shape) in
 one process, in interleaved rounds, so machine noise hits all alike. Ours runs twice: bare
 (send log and suppression check off) and as shipped (both on, SQLite in a temporary file).
-The figures are ratios of the medians of per-message time against anymail's.
+The figures are ratios of the medians of per-message time against anymail's and the floor's.
 
     python bench/bench_backend.py [--rounds 15] [--batch 100]
 """
@@ -120,6 +121,39 @@ def main() -> int:
             batch.append(message)
         return batch
 
+    import requests
+
+    class Floor:
+        """The least any client can do: the same JSON bodies, one kept-alive session."""
+
+        payloads = [
+            {
+                "to": f"customer{n}@example.com",
+                "from_email": "shop@example.com",
+                "from_name": "Shop",
+                "subject": f"Order {n} shipped",
+                "message": f"Hello, order {n} is on its way.",
+                "html": f"<p>Hello, order <b>{n}</b> is on its way.</p>",
+                "reply_to": "help@example.com",
+            }
+            for n in range(args.batch)
+        ]
+
+        def __enter__(self) -> Floor:
+            self.session = requests.Session()
+            self.session.headers["X-API-Key"] = settings.SENDFLEET["API_KEY"]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.session.close()
+
+        def send_messages(self, batch: list[object]) -> int:
+            for payload in self.payloads:
+                response = self.session.post(settings.SENDFLEET["API_URL"], json=payload)
+                response.raise_for_status()
+                response.json()
+            return len(self.payloads)
+
     def per_message_seconds(backend_class: type) -> float:
         batch = messages()
         started = time.perf_counter()
@@ -130,6 +164,7 @@ def main() -> int:
         return elapsed / args.batch
 
     contenders = {
+        "floor: a requests.Session loop": Floor,
         "django-anymail Postmark backend": PostmarkBackend,
         "django-sendfleet, log + suppression check off": SendFleetBare,
         "django-sendfleet, log + suppression check on": SendFleetLogged,
@@ -147,9 +182,14 @@ def main() -> int:
     logged_rows = SendLog.objects.count()
 
     baseline = statistics.median(results["django-anymail Postmark backend"])
+    floor = statistics.median(results["floor: a requests.Session loop"])
+    print(f"{'':48} {'':>15}  {'vs anymail':>10}  {'vs floor':>8}")
     for name, times in results.items():
         median = statistics.median(times)
-        print(f"{name:48} {median * 1e6:7.0f} us/message  ratio {median / baseline:5.2f}")
+        print(
+            f"{name:48} {median * 1e6:7.0f} us/message  {median / baseline:10.2f}  "
+            f"{median / floor:8.2f}"
+        )
     print(
         f"({args.rounds} rounds x {args.batch} messages, rotated; {logged_rows} log rows written)"
     )

@@ -30,7 +30,13 @@ from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendSt
 from .payloads import build_payloads
 from .ratelimit import SlidingWindowLimiter
 from .retry import WaitInProcess
-from .sending import Deferred, RecipientSender, SuppressionCheck, finish_recipient
+from .sending import (
+    Deferred,
+    RecipientSender,
+    SuppressionCheck,
+    finish_recipient,
+    recipient_addresses,
+)
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -78,6 +84,10 @@ class EmailBackend(BaseEmailBackend):
             return 0
         opened_here = self.open()
         suppressions = SuppressionCheck() if self.settings.check_suppressions else None
+        if suppressions is not None:
+            # One query for the whole batch; a message's own check then asks only for what
+            # this missed, and a 422 met mid-batch is learnt (SuppressionCheck.learn).
+            suppressions.load(recipient_addresses(email_messages))
         sender = self._recipient_sender(suppressions)
         log = self._log_batch()
         sent = 0

@@ -10,6 +10,7 @@ failure signals, the catch-up of early webhook events) is in ``finish_recipient`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import client as client_module
 from . import error_table
+from .addresses import parse_address
 from .batch import BatchGuard
 from .exceptions import SendFleetError, SendFleetRateLimitWait, SendFleetRecipientSuppressed
 from .failures import handle_failure
@@ -55,11 +57,16 @@ class SuppressionCheck:
     """
 
     def __init__(self) -> None:
+        self._asked: set[str] = set()
         self._suppressed: set[str] = set()
         self._stopped: list[str] = []
 
     def load(self, addresses: Iterable[str]) -> None:
-        self._suppressed |= suppressed_among(addresses)
+        """Ask the database about the addresses not asked about yet: one query, or none."""
+        wanted = {normalise_email(address) for address in addresses} - self._asked
+        if wanted:
+            self._asked |= wanted
+            self._suppressed |= suppressed_among(wanted)
 
     def learn(self, address: str) -> None:
         self._suppressed.add(normalise_email(address))
@@ -225,6 +232,21 @@ def finish_recipient(
     if isinstance(error, SendFleetRecipientSuppressed) and suppressions is not None:
         suppressions.learn(recipient)
     handle_failure(backend_class, mailer, message, recipient, error, from_domain)
+
+
+def recipient_addresses(messages: Iterable[EmailMessage]) -> list[str]:
+    """The addresses these messages would be sent to, as far as they parse: for one query.
+
+    A recipient that does not parse is refused later with its reason; here it is left out.
+    """
+    addresses = []
+    for message in messages:
+        for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
+            for value in values:
+                if value:
+                    with contextlib.suppress(SendFleetError):
+                        addresses.append(parse_address(value, field).addr_spec)
+    return addresses
 
 
 def domain_of(address: str) -> str:

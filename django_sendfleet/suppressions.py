@@ -9,13 +9,18 @@ from django.utils import timezone
 
 from .models import Suppression, normalise_email
 
+#: Addresses per query: within every database's limit on query parameters.
+QUERY_CHUNK = 500
+
 
 def suppressed_among(addresses: Iterable[str]) -> set[str]:
-    """The normalised addresses, of those given, that are on the list. One query."""
-    wanted = {normalise_email(address) for address in addresses}
-    if not wanted:
-        return set()
-    return set(Suppression.objects.filter(email__in=wanted).values_list("email", flat=True))
+    """The normalised addresses, of those given, that are on the list: one query per 500."""
+    wanted = sorted({normalise_email(address) for address in addresses})
+    found: set[str] = set()
+    for start in range(0, len(wanted), QUERY_CHUNK):
+        chunk = wanted[start : start + QUERY_CHUNK]
+        found.update(Suppression.objects.filter(email__in=chunk).values_list("email", flat=True))
+    return found
 
 
 def count_stopped_sends(addresses: Iterable[str]) -> None:
