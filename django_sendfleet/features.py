@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sized
-from email.errors import HeaderParseError
-from email.headerregistry import HeaderRegistry
 from typing import Any
 
 from django.core.mail import EmailMessage
 
+from .addresses import header_addresses
 from .exceptions import SendFleetUnsupportedFeature
 
 logger = logging.getLogger("django_sendfleet")
@@ -44,8 +43,6 @@ IGNORE_HINT = (
     "(each dropped feature is logged)."
 )
 ANYMAIL_HINT = "'Migrating from django-anymail' in the docs says what each anymail feature becomes."
-
-_HEADER_PARSER = HeaderRegistry()
 
 
 def check_unsupported_features(
@@ -120,10 +117,7 @@ def reply_to_values(message: EmailMessage) -> list[Any]:
     for name, value in message.extra_headers.items():
         if name.lower() == "reply-to":
             # Django lets a Reply-To header override reply_to; it may list several addresses.
-            try:
-                return list(_HEADER_PARSER("reply-to", str(value)).addresses)  # type: ignore[attr-defined]
-            except (HeaderParseError, IndexError, ValueError, TypeError):
-                return [value]  # parse_address() reports it
+            return header_addresses(value)
     return list(message.reply_to)
 
 

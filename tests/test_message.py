@@ -1,5 +1,7 @@
 """How a Django message becomes API payloads: checks made before any request."""
 
+from email.utils import formataddr
+
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.functional import lazy
@@ -7,6 +9,7 @@ from django.utils.functional import lazy
 from django_sendfleet.exceptions import SendFleetInvalidMessage, SendFleetUnsupportedFeature
 from django_sendfleet.message import prepare_message
 from django_sendfleet.payloads import build_payloads
+from django_sendfleet.text_safety import LINE_BREAKS
 
 
 def prepare(message, ignore_unsupported_features=False):
@@ -143,6 +146,62 @@ def test_unsupported_features_are_dropped_when_ignored():
     assert outgoing.reply_to == "help@example.com"
 
 
-def test_idn_addresses_are_accepted():
-    message = EmailMessage("Hi", "Body", "shop@example.com", ["user@bücher.example"])
-    assert prepare(message).recipients == ("user@bücher.example",)
+def test_idn_addresses_are_sent_in_idna_form():
+    # Issue 10: the domain is sent IDNA-encoded, as Django does (it was sent in Unicode).
+    message = EmailMessage("Hi", "Body", "shop@bücher.example", ["user@bücher.example"])
+    outgoing = prepare(message)
+    assert outgoing.recipients == ("user@xn--bcher-kva.example",)
+    assert outgoing.from_email == "shop@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "sent"),
+    [
+        ({"subject": "x" * 256 + " "}, "subject", "x" * 256),
+        ({"subject": "\t " + "x" * 256 + "  "}, "subject", "x" * 256),
+        ({"from_email": '"' + "n" * 156 + ' " <shop@example.com>'}, "from_name", "n" * 156),
+    ],
+)
+def test_limits_count_the_text_that_is_sent(kwargs, field, sent):
+    fields = {"subject": "Hi", "body": "Body", "from_email": "shop@example.com"} | kwargs
+    payload = build_payloads(prepare(EmailMessage(to=["a@example.com"], **fields)))
+    assert payload["a@example.com"][field] == sent  # trimmed, as the API trims it
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"subject": "x" * 257 + " "},
+        {"from_email": '"' + "n" * 157 + ' " <shop@example.com>'},
+        {"from_email": formataddr(("ñ" * 157, "shop@example.com"))},  # an encoded name
+    ],
+)
+def test_text_over_the_limit_once_trimmed_is_refused(kwargs):
+    fields = {"subject": "Hi", "body": "Body", "from_email": "shop@example.com"} | kwargs
+    with pytest.raises(SendFleetInvalidMessage, match="at most"):
+        prepare(EmailMessage(to=["a@example.com"], **fields))
+
+
+@pytest.mark.parametrize("separator", list(LINE_BREAKS))
+def test_every_line_break_is_refused_in_the_subject_and_display_names(separator):
+    for kwargs, field in [
+        ({"subject": f"Hi{separator}Bcc: victim@example.com"}, "subject"),
+        ({"from_email": f'"Shop{separator}" <shop@example.com>'}, "from_email"),
+        ({"reply_to": [f"Help{separator}Desk <help@example.com>"]}, "reply_to"),
+    ]:
+        fields = {"subject": "Hi", "body": "Body", "from_email": "shop@example.com"} | kwargs
+        with pytest.raises(SendFleetInvalidMessage, match="line breaks") as caught:
+            prepare(EmailMessage(to=["a@example.com"], **fields))
+        assert caught.value.detail.startswith(field)
+    message = EmailMessage(
+        "Hi", "Body", "shop@example.com", [f"Ann{separator} <ann@example.com>", "b@example.com"]
+    )
+    outgoing = prepare(message)
+    assert outgoing.recipients == ("b@example.com",) and len(outgoing.invalid_recipients) == 1
+
+
+def test_line_breaks_are_allowed_in_the_bodies():
+    message = EmailMessage(
+        "Hi", "Line one\u2028line two\x85three\r\n", "s@example.com", ["a@example.com"]
+    )
+    assert prepare(message).text == "Line one\u2028line two\x85three\r\n"

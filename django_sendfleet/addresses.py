@@ -1,0 +1,182 @@
+"""One email address from a header value: exactly one mailbox, sent as Django would send it.
+
+Apps build addresses as ``f"{user.get_full_name()} <{user.email}>"``, so the display name is
+often text an attacker chose. Django's SMTP backend sends to the addr-spec that the ``email``
+package's RFC 5322 parser finds in the *whole* value (``sanitize_address``: one mailbox, nothing
+left over, the domain IDNA-encoded). We send to exactly that address, or refuse the value: a
+display name never chooses the address. ``"attacker@evil.example <ann@example.com>"`` or
+``"Mallory: victim@example.org <mallory@example.com>"`` is refused, not sent to either address.
+
+What is sent is also what the API accepts: an ASCII address of at most 320 characters that
+Django's ``validate_email`` (the API's validator) accepts. A non-ASCII domain is sent in its
+IDNA form (``xn--...``); a non-ASCII local part cannot be sent (SendFleet's SMTP path has no
+SMTPUTF8) and is refused.
+
+Checking a value costs time linear in its length: the length is bounded before any parsing, and
+the fast path's regular expression uses only possessive quantifiers, so it cannot backtrack.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from email import _header_value_parser as parser
+from email.errors import HeaderParseError
+from email.headerregistry import Address, HeaderRegistry
+from typing import Any, NamedTuple
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from .exceptions import SendFleetInvalidMessage
+from .text_safety import refuse_unsafe_header_text
+
+#: The longest addr-spec there is (64 + "@" + 255; Django's validator allows no more).
+MAX_ADDRESS_LENGTH = 320
+#: The longest header value we parse: RFC 5322's line limit. Ample for any 320-character address
+#: with a 156-character display name (SendFleet's ``from_name`` limit), quoted.
+MAX_VALUE_LENGTH = 998
+
+# The parser's defects that say nothing about the address: "J. R. R. Tolkien <jrrt@...>" has a
+# period in an unquoted display name (obsolete syntax that Django 5.2's SMTP backend sends).
+_HARMLESS_DEFECTS = frozenset({"period in 'phrase'"})
+
+# Most values are plain "addr", "<addr>" or "Name <addr>": those skip the email package's full
+# parser, which costs about half a millisecond a value. The fast path takes only ASCII dot-atom
+# addresses and names made of atoms, for which it finds exactly what the full parser finds
+# (tests/test_addresses.py checks that with hypothesis). Possessive quantifiers throughout:
+# nothing can backtrack, so a match attempt is linear in the value's length.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_FAST_ADDRESS = re.compile(
+    r"[ \t]*+"
+    rf"(?:(?P<name>{_ATEXT}++(?:[ \t]++{_ATEXT}++)*+)?[ \t]*+(?P<angle><))?"
+    rf"(?P<local>{_ATEXT}++(?:\.{_ATEXT}++)*+)"
+    r"@(?P<domain>[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+)"
+    r"(?(angle)>)[ \t]*+"
+)
+_HEADER_PARSER = HeaderRegistry()
+
+
+class ParsedAddress(NamedTuple):
+    display_name: str
+    #: The address as it is sent: ASCII, the domain IDNA-encoded.
+    addr_spec: str
+
+
+def parse_address(value: Any, field: str) -> ParsedAddress:
+    """The one address of a header value (``"Name <addr>"``, ``addr``, an ``Address``...).
+
+    Raises ``SendFleetInvalidMessage`` naming the field unless the value is exactly one mailbox
+    whose address the API accepts.
+    """
+    return _parse_text(str(value), field)  # str(): lazy strings, Address objects
+
+
+@functools.lru_cache(maxsize=512)  # senders and reply-to addresses repeat across a batch
+def _parse_text(text: str, field: str) -> ParsedAddress:
+    if len(text) > MAX_VALUE_LENGTH:
+        raise SendFleetInvalidMessage(
+            f"{field}: {text[:40]!r}... is {len(text)} characters; an address header value may "
+            f"have at most {MAX_VALUE_LENGTH}."
+        )
+    refuse_unsafe_header_text(text, field)
+    fast = None if "=?" in text else _FAST_ADDRESS.fullmatch(text)  # "=?": RFC 2047 encoded
+    if fast:
+        name = " ".join((fast["name"] or "").split())  # as the parser folds the phrase
+        return _as_sent(name, fast["local"], fast["domain"], field, text)
+    return _parse_mailbox(text, field)
+
+
+def _parse_mailbox(text: str, field: str) -> ParsedAddress:
+    """The email package's RFC 5322 mailbox parser, as Django's ``sanitize_address`` uses it."""
+    try:
+        token, rest = parser.get_mailbox(text)
+        # The token's properties walk the parse tree and fail on some broken ones ("0@[").
+        name, local_part, domain = token.display_name or "", token.local_part, token.domain
+        defects = [str(d) for d in token.all_defects]
+    except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError) as error:
+        raise SendFleetInvalidMessage(
+            f"{field}: {text!r} is not an email address ({error})."
+        ) from None
+    if rest:
+        raise SendFleetInvalidMessage(
+            f"{field}: {text!r} is not exactly one email address ({rest[:40]!r} follows "
+            "the first): write one address, with any display name quoted."
+        )
+    if local_part and not local_part.isascii():
+        raise _non_ascii_local_part(field, text)
+    refuse_unsafe_header_text(name, field)  # decoded encoded words may hide a line break
+    defects = [defect for defect in defects if defect not in _HARMLESS_DEFECTS]
+    if defects:
+        raise SendFleetInvalidMessage(
+            f"{field}: {text!r} is not a valid email address ({'; '.join(defects)})."
+        )
+    return _as_sent(name, local_part, domain, field, text)
+
+
+def _as_sent(
+    name: str, local_part: str | None, domain: str | None, field: str, text: str
+) -> ParsedAddress:
+    """The address as the API will receive it, checked as the API checks it."""
+    if not local_part or not domain:
+        raise SendFleetInvalidMessage(f"{field}: {text!r} is not a valid email address.")
+    if not local_part.isascii():
+        raise _non_ascii_local_part(field, text)
+    try:
+        # As Django's punycode(): Python's IDNA 2003 codec, applied to every domain.
+        ascii_domain = domain.encode("idna").decode("ascii")
+        addr_spec = Address(username=local_part, domain=ascii_domain).addr_spec
+    except (UnicodeError, ValueError):
+        raise SendFleetInvalidMessage(
+            f"{field}: {text!r}: the domain {domain!r} is not a valid (IDNA) domain name."
+        ) from None
+    refuse_unsafe_header_text(addr_spec, field)
+    if len(addr_spec) > MAX_ADDRESS_LENGTH:
+        raise SendFleetInvalidMessage(
+            f"{field}: the address is {len(addr_spec)} characters as sent; at most "
+            f"{MAX_ADDRESS_LENGTH} are allowed."
+        )
+    try:
+        validate_email(addr_spec)
+    except ValidationError:
+        raise SendFleetInvalidMessage(f"{field}: {text!r} is not a valid email address.") from None
+    return ParsedAddress(name, addr_spec)
+
+
+def _non_ascii_local_part(field: str, text: str) -> SendFleetInvalidMessage:
+    return SendFleetInvalidMessage(
+        f"{field}: {text!r}: the part before the @ must be ASCII; SendFleet cannot send to an "
+        "address with a non-ASCII local part (only the domain may be international)."
+    )
+
+
+def header_addresses(value: Any) -> list[Any]:
+    """The addresses a header that may list several (``Reply-To``) gives, one item each.
+
+    Anything but a clean list of mailboxes (a group, a parser defect, a value too long to parse)
+    comes back whole, as one item, for ``parse_address`` to refuse: the list parser would
+    otherwise pick an address out of a display name.
+    """
+    text = str(value)
+    if len(text) > MAX_VALUE_LENGTH:
+        return [value]
+    try:
+        header = _HEADER_PARSER("reply-to", text)
+    except (HeaderParseError, IndexError, ValueError, TypeError):
+        return [value]
+    defects = [d for d in header.defects if str(d) not in _HARMLESS_DEFECTS]  # type: ignore[attr-defined]
+    groups = header.groups  # type: ignore[attr-defined]
+    if defects or any(group.display_name is not None for group in groups):
+        return [value]
+    return list(header.addresses)  # type: ignore[attr-defined]
+
+
+def with_ascii_domain(address: str) -> str:
+    """``address`` with its domain IDNA-encoded, as it is sent; unchanged if that fails."""
+    local_part, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local_part}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
