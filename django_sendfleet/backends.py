@@ -24,6 +24,7 @@ from .exceptions import (
     SendFleetRecipientsRefused,
     SendFleetUnsupportedFeature,
 )
+from .key_guard import KeyGuard
 from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
 from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
@@ -62,6 +63,7 @@ class EmailBackend(BaseEmailBackend):
         self.settings = SendFleetSettings(options)
         self.client: SendFleetClient | None = None
         self.limiter: SlidingWindowLimiter | None = None
+        self.key_guard: KeyGuard | None = None
 
     def open(self) -> bool:
         """Open the connection; configuration errors raise here, whatever ``fail_silently``."""
@@ -70,6 +72,7 @@ class EmailBackend(BaseEmailBackend):
         self.settings.validate()
         self.client = SendFleetClient.for_settings(self.settings)
         self.limiter = SlidingWindowLimiter.for_settings(self.settings)
+        self.key_guard = KeyGuard.for_settings(self.settings)
         self.client.open()
         return True
 
@@ -116,6 +119,7 @@ class EmailBackend(BaseEmailBackend):
             limiter=self.limiter,
             policy=WaitInProcess(self.settings.max_retry_wait),
             suppressions=suppressions,
+            key_guard=self.key_guard,
         )
 
     def _write_log(self, log: SendLogBatch) -> None:

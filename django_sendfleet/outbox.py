@@ -7,6 +7,7 @@ it commits, so a rolled-back transaction sends nothing. ``expire_leases`` and
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -15,12 +16,16 @@ from django.utils import timezone
 
 from . import error_table, signals
 from .conf import SendFleetSettings, mailer_options
-from .exceptions import SendFleetLeaseExpired
-from .mailers import QUEUED_BACKEND, backend_class
+from .exceptions import SendFleetConfigurationError, SendFleetLeaseExpired
+from .key_guard import KeyGuard
+from .mailers import QUEUED_BACKEND, backend_class, configured_mailers
 from .models import SendLog
 from .payloads import message_from_payload
 from .status import LogStatus
 from .tasks import schedule
+
+#: The error codes of rows held while SendFleet refuses the API key.
+KEY_HOLD_CODES = ("authentication_failed", "key_refused")
 
 
 def write_rows(rows: list[SendLog], task_backend: str) -> None:
@@ -62,6 +67,21 @@ def expire_leases(now: datetime | None = None) -> int:
                 mailer=row.mailer,
             )
     return expired
+
+
+def release_key_holds() -> int:
+    """Lift every mailer's API key pause and make the rows held for it due now.
+
+    For ``sendfleet_requeue --key-fixed``: after a 401 the key is not used for a while
+    (``key_guard.py``) and queued rows wait; once the key works again, they need not.
+    """
+    for alias in configured_mailers():
+        settings = SendFleetSettings(mailer_options(alias))
+        with contextlib.suppress(SendFleetConfigurationError):
+            KeyGuard.for_settings(settings).clear()
+    return SendLog.objects.filter(
+        status=LogStatus.PENDING, error_code__in=KEY_HOLD_CODES, not_before__isnull=False
+    ).update(not_before=timezone.now(), updated_at=timezone.now())
 
 
 def requeue_pending(older_than: timedelta) -> int:

@@ -24,7 +24,13 @@ from typing import Protocol
 from django.utils import timezone
 
 from . import error_table
-from .exceptions import SendFleetError, SendFleetRateLimitWait, SendFleetUsageLimitExceeded
+from .exceptions import (
+    SendFleetAuthenticationError,
+    SendFleetError,
+    SendFleetKeyRefused,
+    SendFleetRateLimitWait,
+    SendFleetUsageLimitExceeded,
+)
 
 
 @dataclass(frozen=True)
@@ -116,9 +122,16 @@ class Reschedule:
         return Defer(timezone.now() + timedelta(seconds=wait), f"retry {attempts} in {wait:.1f} s")
 
     def before_blocked(self, blocker: SendFleetError) -> Defer | None:
-        # Quota exhaustion is not a failure of the message: hold it until the quota resets.
+        # Neither an exhausted quota nor a refused key is the message's fault: hold it until
+        # the quota resets, or the key's pause ends (a fixed key is used then).
         if isinstance(blocker, SendFleetUsageLimitExceeded):
             return Defer(start_of_next_month(timezone.now()), "held until the monthly quota resets")
+        refused_until = getattr(blocker, "refused_until", None)
+        if (
+            isinstance(blocker, SendFleetAuthenticationError | SendFleetKeyRefused)
+            and refused_until
+        ):
+            return Defer(refused_until, "held while SendFleet refuses the API key")
         return None
 
 

@@ -22,7 +22,13 @@ from . import client as client_module
 from . import error_table
 from .addresses import parse_address
 from .batch import BatchGuard
-from .exceptions import SendFleetError, SendFleetRateLimitWait, SendFleetRecipientSuppressed
+from .exceptions import (
+    SendFleetAuthenticationError,
+    SendFleetError,
+    SendFleetKeyRefused,
+    SendFleetRateLimitWait,
+    SendFleetRecipientSuppressed,
+)
 from .failures import handle_failure
 from .models import normalise_email
 from .outcome import QUEUED, REJECTED, RecipientStatus
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
     from django.core.mail import EmailMessage
 
     from .client import Accepted, SendFleetClient
+    from .key_guard import KeyGuard
     from .ratelimit import SlidingWindowLimiter
 
 logger = logging.getLogger("django_sendfleet")
@@ -106,9 +113,11 @@ class RecipientSender:
         limiter: SlidingWindowLimiter | None,
         policy: RetryPolicy,
         suppressions: SuppressionCheck | None,
+        key_guard: KeyGuard | None = None,
         guard: BatchGuard | None = None,
     ) -> None:
         self.client = client
+        self.key_guard = key_guard
         self.limiter = limiter
         self.policy = policy
         self.suppressions = suppressions
@@ -127,7 +136,7 @@ class RecipientSender:
             stopped = self.suppressions.stop(recipient, message, attempts_before)
             if stopped is not None:
                 return stopped
-        blocker = self.guard.blocker(from_domain)
+        blocker = self.guard.blocker(from_domain) or self._key_refused(recipient, payload, message)
         if blocker is not None:
             hold = self.policy.before_blocked(blocker)
             if hold is not None:
@@ -140,6 +149,20 @@ class RecipientSender:
             status = error_table.spec_for_error(blocker).recipient_status
             return RecipientStatus(status, error=blocker, attempts=attempts_before)
         return self._attempt_until_done(recipient, payload, from_domain, attempts_before, message)
+
+    def _key_refused(
+        self, recipient: str, payload: dict[str, Any], message: EmailMessage | None
+    ) -> SendFleetKeyRefused | None:
+        """The pause after a recent 401 for this key (any process's), as this batch's blocker."""
+        if self.key_guard is None:
+            return None
+        try:
+            self.key_guard.check()
+        except SendFleetKeyRefused as refused:
+            refused.recipient, refused.payload, refused.email_message = recipient, payload, message
+            self.guard.record(refused, "")  # stops the batch: no more cache reads for it
+            return refused
+        return None
 
     def _attempt_until_done(
         self,
@@ -165,6 +188,8 @@ class RecipientSender:
                 accepted = self.client.attempt(payload, attempt=attempts)
             except SendFleetError as error:
                 error.attempts = attempts
+                if isinstance(error, SendFleetAuthenticationError) and self.key_guard is not None:
+                    error.refused_until = self.key_guard.record_refusal()
                 decision = self.policy.after_failure(error, attempts, waited)
                 if isinstance(decision, WaitAndRetry):
                     logger.info(

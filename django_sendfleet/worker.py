@@ -30,6 +30,7 @@ from . import signals
 from .client import SendFleetClient
 from .conf import SendFleetSettings, mailer_options
 from .events import apply_waiting_events
+from .key_guard import KeyGuard
 from .log import outcome_fields, stored_detail
 from .mailers import QUEUED_BACKEND, backend_class
 from .models import SendLog
@@ -104,6 +105,7 @@ class _MailerWorker:
             limiter=SlidingWindowLimiter.for_settings(settings),
             policy=Reschedule(settings.max_retry_wait),
             suppressions=self.suppressions,
+            key_guard=KeyGuard.for_settings(settings),
         )
         self.later: list[tuple[int, datetime]] = []
 

@@ -73,3 +73,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _forget_api_key_refusals():
+    """A 401 pauses its key for minutes, in this process and the cache: not past one test."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from django_sendfleet import key_guard
+
+    yield
+    key_guard._refused_here.clear()
+    for alias in caches:
+        if isinstance(caches[alias], LocMemCache):
+            caches[alias].clear()

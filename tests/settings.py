@@ -45,6 +45,9 @@ if os.environ.get("SENDFLEET_TEST_API_URL"):
         "MAX_RETRY_WAIT": float(os.environ.get("SENDFLEET_TEST_MAX_RETRY_WAIT", "30")),
         "TIMEOUT": float(os.environ.get("SENDFLEET_TEST_TIMEOUT", "10")),
         "WEBHOOK_SECRET": "worker-tests-webhook-secret",  # testproject routes the webhook
+        # Processes that send without a test database (tests/test_key_guard.py).
+        "SEND_LOG": os.environ.get("SENDFLEET_TEST_SEND_LOG", "1") == "1",
+        "CHECK_SUPPRESSIONS": os.environ.get("SENDFLEET_TEST_SEND_LOG", "1") == "1",
     }
 if os.environ.get("SENDFLEET_TEST_REDIS_URL"):
     CACHES = {
@@ -53,3 +56,15 @@ if os.environ.get("SENDFLEET_TEST_REDIS_URL"):
             "LOCATION": os.environ["SENDFLEET_TEST_REDIS_URL"],
         }
     }
+
+# The task engines of tests/test_engines.py and bench/bench_engines.py, for their worker
+# processes: the task backend names the engine, SENDFLEET_TEST_BROKER_URL is its Redis. Set
+# as docs/queued.md documents them.
+broker_url = os.environ.get("SENDFLEET_TEST_BROKER_URL", "")
+if TASKS["default"]["BACKEND"] == "django_tasks_rq.RQBackend":
+    INSTALLED_APPS.append("django_rq")
+    TASKS["default"]["QUEUES"] = ["default"]
+    RQ_QUEUES = {"default": {"URL": broker_url}}
+elif TASKS["default"]["BACKEND"] == "django_tasks_fennel.CeleryBackend":
+    INSTALLED_APPS.append("django_tasks_fennel")
+    CELERY_BROKER_URL = broker_url

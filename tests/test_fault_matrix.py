@@ -61,7 +61,9 @@ PRIMER = "primer@example.com"  # a send made before the one under test, to set s
 #: Rows for refusals before any request: tests/test_properties.py covers them.
 LOCAL_ROWS = {"invalid_message", "unsupported_feature", "recipients_refused"}
 #: Rows whose outcome differs in kind between the backends: tested after the matrix.
-TESTED_APART = {"rate_limit_wait", "lease_expired"}
+TESTED_APART = {"rate_limit_wait", "lease_expired", "key_refused"}
+#: Rows the queued worker holds (pending) instead of failing: not the message's fault.
+HELD_CODES = {"usage_limit_exceeded", "authentication_failed"}
 
 
 @dataclass
@@ -228,7 +230,8 @@ MATRIX = [
     Fault("400 field errors", "validation_error", invalid_payload, 1, "failed", 400,
           raises=exc.SendFleetValidationError),
     Fault("401 revoked key", "authentication_failed", use_key(REVOKED_API_KEY), 1, "failed", 401,
-          raises=exc.SendFleetAuthenticationError),
+          raises=exc.SendFleetAuthenticationError,
+          queued=("pending", ())),  # held while the key is refused
     Fault("403 unauthorized", "unauthorized", use_key(UNAPPROVED_API_KEY), 1, "failed", 403,
           signals=FORBIDDEN, raises=exc.SendFleetAccountNotAuthorized),
     Fault("403 domain_not_registered", "domain_not_registered",
@@ -364,9 +367,9 @@ def run_queued(case: Fault, world: World, capture) -> tuple[Any, list[float]]:
         row.refresh_from_db()
         if row.status != "pending" or row.not_before is None:
             break
+        if row.error_code in HELD_CODES:
+            break  # held (until the quota resets, or the key's pause ends): final for this test
         wait = (row.not_before - started).total_seconds()
-        if wait > 120:
-            break  # held (until the monthly quota resets): final for this test
         waits.append(wait)
         if case.between_attempts is not None:
             case.between_attempts(world)
@@ -425,12 +428,15 @@ def test_fault(case, backend, world, fired, django_capture_on_commit_callbacks):
     )
     if queued:
         assert row.claim_token == "" and row.lease_expires_at is None
-        if held:  # kept, with what it needs, for the 1st of next month
+        if held and case.code == "usage_limit_exceeded":  # kept for the 1st of next month
             now = datetime.now(UTC)
             assert row.payload is not None
             assert row.not_before == datetime(
                 now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC
             )
+        elif held:  # kept until the key's pause after its 401 ends
+            pause = (row.not_before - timezone.now()).total_seconds()
+            assert row.payload is not None and 100 < pause <= 120
         else:
             assert row.payload is None and row.not_before is None
 
@@ -456,7 +462,9 @@ def test_fault(case, backend, world, fired, django_capture_on_commit_callbacks):
         SendLog.objects.filter(pk=row.pk).update(not_before=None)
         tasks.send_and_reschedule([row.pk])
         call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
-        again = 1 if held else 0  # a held row is tried again when due (and held again)
+        # A row held for the quota is tried again when due (and held again); one held for a
+        # refused key is not even tried while the key's pause lasts.
+        again = 1 if case.code == "usage_limit_exceeded" else 0
         assert attempts_made(world, recipient) == requests_before + again
 
 
