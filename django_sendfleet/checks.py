@@ -34,7 +34,7 @@ from django.utils.module_loading import import_string
 from . import error_table
 from .backends import EmailBackend, QueuedEmailBackend
 from .client import SendFleetClient
-from .conf import DEFAULT_API_URL, SendFleetSettings, mailer_options
+from .conf import DEFAULT_API_URL, SendFleetSettings, api_key_shape_warning, mailer_options
 from .exceptions import (
     SendFleetConfigurationError,
     SendFleetDomainError,
@@ -62,6 +62,14 @@ KEY_MISSING_FIX = (
 KEY_MALFORMED_FIX = (
     "Copy the whole key from Dashboard -> API Keys: '<prefix>.<secret>', the part after the "
     "dot included, without spaces or quotes."
+)
+KEY_SHAPE_FIX = (
+    "'manage.py sendfleet_check' posts the key to the API: if it works, silence this with "
+    "SILENCED_SYSTEM_CHECKS = ['sendfleet.W002']. " + KEY_MALFORMED_FIX
+)
+LEASE_FIX = (
+    "Raise SENDFLEET['LEASE_SECONDS'] (default 300) above the longest send, or lower TIMEOUT "
+    "or MAX_RETRY_WAIT."
 )
 PLAIN_HTTP_FIX = (
     f"Use https (the default is {DEFAULT_API_URL}): plain http sends the API key unencrypted. "
@@ -150,6 +158,43 @@ def key_problem(conf: SendFleetSettings) -> tuple[str, str] | None:
     return None
 
 
+def key_shape_warning(conf: SendFleetSettings) -> str | None:
+    """Why a key that will be used does not look like SendFleet's (never the key), or None."""
+    try:
+        key = conf.api_key
+    except SendFleetConfigurationError:
+        return None  # missing or malformed: key_problem says so
+    return api_key_shape_warning(key)
+
+
+def longest_claimed_send(conf: SendFleetSettings) -> float:
+    """The most seconds a queued worker holds one row's claim: a wait for the shared rate
+    limiter's slot (at most MAX_RETRY_WAIT), then one attempt (connect plus read timeout; a
+    single TIMEOUT applies to each). Retries are not in it: the worker reschedules them, and
+    each is sent under a new claim."""
+    timeout = conf.timeout
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    limiter_wait = conf.max_retry_wait if conf.rate_limit is not None else 0.0
+    return limiter_wait + connect + read
+
+
+def lease_problem(conf: SendFleetSettings) -> str | None:
+    """LEASE_SECONDS too short for the longest send, or None. A lease that expires during a
+    send gets a row that was sent marked ``unknown``, with no message id."""
+    try:
+        lease, longest = conf.lease_seconds, longest_claimed_send(conf)
+    except SendFleetConfigurationError:
+        return None  # settings_problem reports it
+    if lease > longest:
+        return None
+    return (
+        f"SendFleet LEASE_SECONDS is {lease} s, but one queued send can take {longest:g} s "
+        "(the rate limiter's wait up to MAX_RETRY_WAIT, then the connect and read TIMEOUT): "
+        "its lease would expire while it is being sent, and a sent email would be recorded "
+        "'unknown'."
+    )
+
+
 def settings_problem(conf: SendFleetSettings) -> str | None:
     """The first configuration error other than the key's, or None."""
     try:
@@ -204,6 +249,24 @@ def check_key_setting(label: str, conf: SendFleetSettings) -> list[django_checks
     if kind == "missing":
         return [django_checks.Error(text, hint=KEY_MISSING_FIX, obj=label, id="sendfleet.E001")]
     return [django_checks.Error(text, hint=KEY_MALFORMED_FIX, obj=label, id="sendfleet.E002")]
+
+
+def check_key_shape_setting(
+    label: str, conf: SendFleetSettings
+) -> list[django_checks.CheckMessage]:
+    """A warning, never an error: SendFleet does not document the secret's alphabet, so an
+    unusual key may still be right, and sending goes on with it."""
+    warning = key_shape_warning(conf)
+    if warning is None:
+        return []
+    return [django_checks.Warning(warning, hint=KEY_SHAPE_FIX, obj=label, id="sendfleet.W002")]
+
+
+def check_lease_setting(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
+    problem = lease_problem(conf)
+    if problem is None:
+        return []
+    return [django_checks.Error(problem, hint=LEASE_FIX, obj=label, id="sendfleet.E006")]
 
 
 def check_url_setting(label: str, conf: SendFleetSettings) -> list[django_checks.CheckMessage]:
@@ -303,8 +366,10 @@ SYSTEM_CHECKS_PER_TARGET: list[
     Callable[[str, SendFleetSettings], list[django_checks.CheckMessage]]
 ] = [
     check_key_setting,
+    check_key_shape_setting,
     check_url_setting,
     check_other_settings,
+    check_lease_setting,
     check_log_content,
     check_rate_limit_cache_setting,
 ]
@@ -347,8 +412,18 @@ def check_api_key(mailer: Mailer) -> CheckResult | None:
         prefix = mailer.conf.api_key_prefix
     except SendFleetConfigurationError:
         return None  # the settings themselves are wrong: check_settings says how
+    warning = key_shape_warning(mailer.conf)
+    if warning is not None:
+        # The API check below still posts it: its answer says whether the key works.
+        return CheckResult("API key", WARNING, warning, KEY_MALFORMED_FIX, {"prefix": prefix})
     message = f"prefix {prefix}, shaped <prefix>.<secret> (the secret is never shown)"
     return CheckResult("API key", OK, message, data={"prefix": prefix})
+
+
+def check_lease(mailer: Mailer) -> CheckResult | None:
+    """Silent unless LEASE_SECONDS is too short (system check sendfleet.E006)."""
+    problem = lease_problem(mailer.conf)
+    return None if problem is None else CheckResult("lease", ERROR, problem, LEASE_FIX)
 
 
 def check_api_url(mailer: Mailer) -> CheckResult | None:
@@ -515,20 +590,36 @@ def _fix_for(error: Exception | None) -> str:
 
 
 def check_from_email() -> CheckResult:
-    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    return _check_sender("DEFAULT_FROM_EMAIL", ERROR, "--send-test proves it")
+
+
+def check_server_email() -> CheckResult:
+    """mail_admins(), error mail and AdminEmailHandler send from SERVER_EMAIL, whose default
+    root@localhost SendFleet cannot send from. A warning: without ADMINS nothing uses it."""
+    return _check_sender(
+        "SERVER_EMAIL",
+        WARNING,
+        "--send-test with --from proves it",
+        ": mail_admins(), error reports and AdminEmailHandler would fail",
+    )
+
+
+def _check_sender(setting: str, level: str, proof: str, consequence: str = "") -> CheckResult:
+    value = getattr(settings, setting)
+    address = parseaddr(str(value))[1]
     domain = address.rpartition("@")[2]
     if "@" not in address or "." not in domain:
         return CheckResult(
-            "DEFAULT_FROM_EMAIL",
-            ERROR,
-            f"{settings.DEFAULT_FROM_EMAIL!r} has no domain SendFleet can send from",
+            setting,
+            level,
+            f"{value!r} has no domain SendFleet can send from{consequence}",
             error_table.SPECS_BY_CODE["domain_not_registered"].fix,
         )
     return CheckResult(
-        "DEFAULT_FROM_EMAIL",
+        setting,
         OK,
         f"{address}: check that {domain} is registered, TXT- and DKIM-verified in Dashboard -> "
-        "Domains (--send-test proves it)",
+        f"Domains ({proof})",
         data={"address": address, "domain": domain},
     )
 
@@ -658,6 +749,7 @@ MAILER_CHECKS: list[Callable[[Mailer], CheckResult | None]] = [
     check_api_key,
     check_api_url,
     check_timeouts,
+    check_lease,
     check_api_accepts_key,
     check_rate_limiter,
     check_task_backend,
@@ -665,6 +757,7 @@ MAILER_CHECKS: list[Callable[[Mailer], CheckResult | None]] = [
 #: Run once; add new project-wide checks here.
 PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
     check_from_email,
+    check_server_email,
     check_database,
     check_webhooks,
 ]

@@ -23,9 +23,12 @@ from .exceptions import SendFleetConfigurationError
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
 API_KEY_ENVIRONMENT_VARIABLE = "SENDFLEET_API_KEY"
-# "<prefix>.<secret>": SendFleet documents an 8-character prefix and a 32-character secret.
-# Accept a little more than that so a future key format does not lock users out.
+# "<prefix>.<secret>": SendFleet shows an 8-character prefix and a 32-character secret, but never
+# the secret's alphabet, and its own example key has a longer prefix. So a key of another shape
+# is only warned about (``api_key_shape_warning``) and sent as it is: SendFleet's 401 is the
+# judge. Only a key that cannot be right (empty, whitespace, no dot) is refused.
 API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{32,128}$")
+API_KEY_SECRET_LENGTH = 32
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
 
 
@@ -93,11 +96,14 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
     """``"60/min"``, ``"10/s"``, ``"500/h"`` or ``(requests, seconds)``; None disables."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", value.lower())
         if match and match[3] in _RATE_PERIODS:
             count, multiple, unit = match.groups()
-            return int(count), float(int(multiple or 1) * _RATE_PERIODS[unit])
+            requests, seconds = int(count), float(int(multiple or 1) * _RATE_PERIODS[unit])
+            # "0/min" or "5/0s" would pass here and fail every send: refuse them like (0, 60).
+            if requests > 0 and seconds > 0:
+                return requests, seconds
     elif isinstance(value, tuple | list) and len(value) == 2:
         count, seconds = value
         valid_count = isinstance(count, int) and not isinstance(count, bool) and count > 0
@@ -105,7 +111,7 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
             return count, float(seconds)
     raise SendFleetConfigurationError(
         f"SendFleet {name} must look like '60/min', '10/s', '500/h' or (requests, seconds), "
-        f"or be None; not {_shown(value)}."
+        f"with at least 1 request in more than 0 seconds, or be None; not {_shown(value)}."
     )
 
 
@@ -213,10 +219,11 @@ class SendFleetSettings:
                 f"{API_KEY_ENVIRONMENT_VARIABLE} environment variable, or the MAILERS "
                 "'api_key' option)."
             )
-        if not isinstance(key, str) or not API_KEY_PATTERN.fullmatch(key):
+        problem = _unusable_key_problem(key)
+        if problem is not None:
             raise SendFleetConfigurationError(
-                "SendFleet API key is malformed: expected '<prefix>.<secret>' as shown in "
-                "Dashboard -> API Keys (check for missing characters or spaces)."
+                f"SendFleet API key is malformed: {problem}. Expected '<prefix>.<secret>' as "
+                "shown in Dashboard -> API Keys."
             )
         return key
 
@@ -297,6 +304,51 @@ class SendFleetSettings:
                 f"(then run migrate); or set it to False."
             )
         return enabled
+
+
+def _unusable_key_problem(key: Any) -> str | None:
+    """Why a key cannot be SendFleet's, or None. Says how, never shows the key."""
+    if not isinstance(key, str):
+        return f"it is a {type(key).__name__}, not a string"
+    if any(character.isspace() for character in key):
+        return (
+            "it contains whitespace (a space, tab or line break: a key read from a file or a "
+            "secret store often ends with a newline)"
+        )
+    if "." not in key:
+        return "it has no dot between the prefix and the secret"
+    if not (key.isascii() and key.isprintable()):
+        return "it contains characters an HTTP header cannot carry (only visible ASCII)"
+    return None
+
+
+def api_key_shape_warning(key: str) -> str | None:
+    """How a usable key differs from the keys SendFleet shows, or None. Never shows the key."""
+    if API_KEY_PATTERN.fullmatch(key):
+        return None
+    prefix, _, secret = key.partition(".")
+    differences = []
+    if key[0] in "\"'" or key[-1] in "\"'":
+        differences.append("it starts or ends with a quote mark")
+    if not prefix:
+        differences.append("nothing comes before the dot")
+    elif len(prefix) > 64:
+        differences.append(f"the part before the dot has {len(prefix)} characters")
+    if "." in secret:
+        differences.append("it has more than one dot")
+    if not 32 <= len(secret) <= 128:
+        shown = f"SendFleet shows {API_KEY_SECRET_LENGTH}"
+        differences.append(f"the part after the dot has {len(secret)} characters ({shown})")
+    others = sum(1 for c in key if not (c.isascii() and (c.isalnum() or c in "_-.")))
+    if others:
+        differences.append(f"it has {others} character(s) other than letters, digits, _ and -")
+    return (
+        "The SendFleet API key does not look like the keys SendFleet shows "
+        f"('<prefix>.<secret>' with a {API_KEY_SECRET_LENGTH}-character secret): "
+        + "; ".join(differences)
+        + ". It is sent as it is; if SendFleet refuses it (HTTP 401, which stops the batch), "
+        "copy the whole key again from Dashboard -> API Keys."
+    )
 
 
 def mailer_options(alias: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from django_sendfleet.sandbox import (
     SANDBOX_API_KEY,
     UNVERIFIED_DOMAIN,
 )
+from tests.docs_snippets import block_containing
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
@@ -134,12 +135,71 @@ def test_missing_key_is_reported_without_contacting_the_api(
 
 
 def test_malformed_key_shows_neither_its_secret_nor_itself(sandbox, sendfleet_settings):
-    sendfleet_settings["API_KEY"] = "sbxlive1.ShortSecretPart"
+    sendfleet_settings["API_KEY"] = "sbxlive1.Short SecretPart"  # whitespace: cannot be right
     status, text = run_check()
     assert status == 1
-    assert "ShortSecretPart" not in text
+    assert "SecretPart" not in text
     assert "malformed" in text and KEY_MALFORMED_FIX in text
     assert sandbox.requests == []
+
+
+#: Shaped like SendFleet's own example ("sf_live_abc12345.XYZ..."), with a secret outside our
+#: expected alphabet: SendFleet never documents it.
+UNUSUAL_KEY = "sf_live_abc12345.XYZ+/UnusualButValidSecret0123456=="
+
+
+def test_an_unusual_key_is_a_warning_and_still_tried_against_the_api(sandbox, sendfleet_settings):
+    sandbox.add_key(UNUSUAL_KEY)
+    sendfleet_settings["API_KEY"] = UNUSUAL_KEY
+    status, report = run_json()
+    assert status == 0
+    key = result(report, "API key")
+    assert key["level"] == "warning" and "does not look like" in key["message"]
+    assert result(report, "API")["level"] == "ok"  # SendFleet accepted it
+    assert "UnusualButValid" not in json.dumps(report)
+    assert len(sandbox.requests) == 1
+
+
+def test_an_unusual_key_sendfleet_refuses_is_the_apis_error(sandbox, sendfleet_settings):
+    sendfleet_settings["API_KEY"] = UNUSUAL_KEY
+    status, report = run_json()
+    assert status == 1
+    assert result(report, "API key")["level"] == "warning"
+    assert result(report, "API")["data"]["status"] == 401
+    assert "UnusualButValid" not in json.dumps(report)
+
+
+@pytest.mark.parametrize("rate", ["0/min", "5/0s"])
+def test_a_rate_limit_of_nothing_is_an_error_not_should_work(sandbox, sendfleet_settings, rate):
+    sendfleet_settings["RATE_LIMIT"] = rate
+    status, text = run_check()
+    assert status == 1
+    assert "RATE_LIMIT" in text and "should work" not in text
+    assert sandbox.requests == []  # the settings are wrong: the API is not contacted
+
+
+def test_a_lease_shorter_than_one_queued_send_is_an_error(sandbox, sendfleet_settings):
+    sendfleet_settings["LEASE_SECONDS"] = 10  # TIMEOUT 5 (connect) + 5 (read), no limiter
+    status, report = run_json()
+    assert status == 1
+    lease = result(report, "lease")
+    assert lease["level"] == "error" and "LEASE_SECONDS is 10 s" in lease["message"]
+    sendfleet_settings["LEASE_SECONDS"] = 11
+    status, report = run_json()
+    assert status == 0 and "lease" not in names(report)
+
+
+def test_server_email_that_sendfleet_cannot_send_from_is_a_warning(settings, sandbox):
+    settings.SERVER_EMAIL = "root@localhost"  # Django's default
+    status, report = run_json()
+    server = result(report, "SERVER_EMAIL")
+    assert server["level"] == "warning" and "root@localhost" in server["message"]
+    assert "AdminEmailHandler" in server["message"]
+    assert status == 0
+    settings.SERVER_EMAIL = "Errors <errors@example.com>"
+    _, report = run_json()
+    server = result(report, "SERVER_EMAIL")
+    assert server["level"] == "ok" and server["data"]["domain"] == "example.com"
 
 
 def test_unreachable_url_fails_fast_with_the_tables_fix(sendfleet_settings):
@@ -349,6 +409,30 @@ def test_send_test_uses_the_selected_mailers_options(settings, sandbox):
     assert status == 0
     assert sandbox.accepted[0].key_prefix == "sbxothr1"
     assert SendLog.objects.get().mailer == "marketing"
+
+
+def test_while_another_backend_is_the_default_there_is_nothing_to_check(settings, sandbox):
+    """Why the anymail migration guide cannot run the check before switching on Django < 6.1:
+    the command checks SendFleet mailers, and there is none yet."""
+    use_mailers(settings, {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}})
+    status, report = run_json("--send-test", "ann@example.net")
+    assert status == 1
+    assert "no mailer sends through SendFleet" in result(report, "mailers")["message"]
+    assert sandbox.requests == []
+
+
+@needs_mailers
+def test_the_anymail_guides_second_mailer_is_checked_with_a_real_message(settings, sandbox):
+    """docs/migrating-from-anymail.md, step 3 on Django 6.1, as written."""
+    namespace: dict = {}
+    exec(block_containing("docs/migrating-from-anymail.md", '"sendfleet": {'), namespace)
+    settings.MAILERS = namespace["MAILERS"]
+    assert not settings.MAILERS["default"]["BACKEND"].startswith("django_sendfleet")
+    status, report = run_json("--mailer", "sendfleet", "--send-test", "ann@example.net")
+    assert status == 0, report
+    assert result(report, "test message", mailer="sendfleet")["level"] == "ok"
+    assert len(sandbox.accepted) == 1
+    assert SendLog.objects.get().mailer == "sendfleet"
 
 
 # The real process.

@@ -6,8 +6,8 @@ from django.core.mail import EmailMessage, send_mail
 from django.test import override_settings
 
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.conf import SendFleetSettings
-from django_sendfleet.exceptions import SendFleetConfigurationError
+from django_sendfleet.conf import SendFleetSettings, api_key_shape_warning
+from django_sendfleet.exceptions import SendFleetAuthenticationError, SendFleetConfigurationError
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
@@ -23,12 +23,84 @@ def test_missing_key_raises_even_with_fail_silently(sendfleet_settings, monkeypa
 
 
 def test_malformed_key_raises_without_showing_the_key(sendfleet_settings):
-    sendfleet_settings["API_KEY"] = "sbxlive1.tooshort-secret"
+    sendfleet_settings["API_KEY"] = "sbxlive1tooshort-secret"  # no dot
     with pytest.raises(SendFleetConfigurationError) as caught:
         EmailBackend(fail_silently=True).send_messages(
             [EmailMessage("Hi", "Body", "shop@example.com", ["a@example.com"])]
         )
     assert "tooshort" not in str(caught.value)
+
+
+#: SendFleet's docs show keys like "sf_live_abc12345.XYZ..." and never the secret's alphabet.
+UNUSUAL_KEYS = [
+    "sf_live_abc12345.XYZ+/abcdefghijklmnopqrstuvwxyz0123==",
+    "sbxlive1.tooshort-secret",
+    '"sbxlive1.QuotedKeyFromAnEnvFile000000000001"',
+    "sbx.live1.TwoDotsInTheKeyButOtherwiseFine00001",
+]
+UNUSABLE_KEYS = [
+    "sbxlive1tooshort-secret-no-dot-at-all-000000000",
+    "sbxlive1.Secret With Spaces In It 000000000001",
+    SANDBOX_API_KEY + "\n",
+    "\t",
+    "sbxlive1.SecretWithANul\x00InIt000000000000001",
+    "sbxlive1.SecretWithAnAccentéInIt00000000000001",
+]
+
+
+def message():
+    return EmailMessage("Hi", "Body", "shop@example.com", ["a@example.com"])
+
+
+@pytest.mark.parametrize("key", UNUSABLE_KEYS, ids=repr)
+def test_a_key_that_cannot_be_right_raises_even_with_fail_silently(
+    sendfleet_settings, sandbox, key
+):
+    sendfleet_settings["API_KEY"] = key
+    with pytest.raises(SendFleetConfigurationError, match="API key is malformed") as caught:
+        EmailBackend(fail_silently=True).send_messages([message()])
+    for part in (key.strip(), key.partition(".")[2].strip()):
+        assert not part or part not in str(caught.value)
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize("key", UNUSUAL_KEYS, ids=repr)
+def test_a_key_of_an_unusual_shape_is_sent_as_it_is(sendfleet_settings, sandbox, key):
+    sandbox.add_key(key)
+    sendfleet_settings["API_KEY"] = key
+    assert EmailBackend().send_messages([message()]) == 1
+    assert [request.status for request in sandbox.requests] == [200]
+
+
+@pytest.mark.parametrize("key", UNUSUAL_KEYS, ids=repr)
+def test_an_unusual_key_sendfleet_does_not_know_gets_its_401(sendfleet_settings, sandbox, key):
+    sendfleet_settings["API_KEY"] = key
+    with pytest.raises(SendFleetAuthenticationError) as caught:
+        EmailBackend().send_messages([message(), message()])
+    assert [request.status for request in sandbox.requests] == [401]  # the batch stopped
+    assert key.partition(".")[2] not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", UNUSUAL_KEYS, ids=repr)
+def test_the_shape_warning_describes_the_key_without_showing_it(key):
+    warning = api_key_shape_warning(key)
+    assert warning is not None and "Dashboard -> API Keys" in warning
+    for part in key.split("."):
+        assert part.strip('"') not in warning
+
+
+def test_a_key_of_the_documented_shape_gets_no_warning():
+    assert api_key_shape_warning(SANDBOX_API_KEY) is None
+
+
+@pytest.mark.parametrize("value", ["0/min", "5/0s", "0/0s", "00/s", "0/h"])
+def test_a_rate_limit_of_nothing_is_a_configuration_error_not_a_value_error(
+    sendfleet_settings, sandbox, value
+):
+    sendfleet_settings["RATE_LIMIT"] = value
+    with pytest.raises(SendFleetConfigurationError, match="RATE_LIMIT"):
+        EmailBackend(fail_silently=True).send_messages([message()])
+    assert sandbox.requests == []
 
 
 def test_key_falls_back_to_the_environment(sendfleet_settings, monkeypatch, sandbox):

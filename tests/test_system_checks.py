@@ -1,10 +1,13 @@
 """The system checks registered in ``SendFleetConfig.ready()``: settings only, no network, no
 database (no ``django_db`` mark here: a query would fail the test)."""
 
+from io import StringIO
+
 import django
 import pytest
 import requests
 from django.core import checks
+from django.core.management import call_command
 from django.urls import include, path
 
 from django_sendfleet.backends import EmailBackend
@@ -96,11 +99,80 @@ def test_e001_when_sendfleet_is_set_without_a_sendfleet_mailer(settings, project
     assert message.id == "sendfleet.E001" and message.obj == "settings.SENDFLEET"
 
 
-def test_e002_malformed_key_never_shown(project):
-    project["API_KEY"] = "sbxlive1.NotLongEnoughSecret"
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("sbxlive1.NotLongEnough Secret", "whitespace"),
+        (SANDBOX_API_KEY + "\n", "whitespace"),
+        ("sbxlive1NotLongEnoughSecretAndNoDot000000000", "no dot"),
+        ("sbxlive1.NotLongEnough\x7fSecret000000000000000", "HTTP header"),
+    ],
+)
+def test_e002_a_key_that_cannot_be_right_is_never_shown(project, key, why):
+    project["API_KEY"] = key
     [message] = system_checks()
-    assert message.id == "sendfleet.E002"
+    assert message.id == "sendfleet.E002" and message.level == checks.ERROR
+    assert why in message.msg
     assert "NotLongEnough" not in f"{message.msg} {message.hint}"
+    assert SANDBOX_API_KEY.partition(".")[2] not in f"{message.msg} {message.hint}"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sbxlive1.NotLongEnoughSecret",
+        "sf_live_abc12345.XYZ+/NotLongEnoughSecret0123456789==",
+        '"sbxlive1.NotLongEnoughSecretInQuotes0000000001"',
+    ],
+)
+def test_w002_an_unusual_key_is_a_warning_never_an_error(project, key):
+    project["API_KEY"] = key
+    [message] = system_checks()
+    assert message.id == "sendfleet.W002" and message.level == checks.WARNING
+    assert "NotLongEnough" not in f"{message.msg} {message.hint}"
+    # Only errors stop runserver and migrate: "check" raises SystemCheckError for them.
+    call_command("check", "--tag", "sendfleet", stdout=StringIO(), stderr=StringIO())
+
+
+def test_w002_not_for_a_key_of_the_documented_shape(project):
+    project["API_KEY"] = "sf_live_abc12345.Abcdefghijklmnopqrstuvwxyz012345"
+    assert ids() == []
+
+
+@pytest.mark.parametrize("rate", ["0/min", "5/0s", "0/0s", (0, 60), (5, 0)])
+def test_e005_a_rate_limit_of_nothing(project, rate):
+    project["RATE_LIMIT"] = rate
+    [message] = system_checks()
+    assert message.id == "sendfleet.E005" and "RATE_LIMIT" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, []),  # the defaults: 300 s against 10 + 10 + 10
+        ({"LEASE_SECONDS": 30}, ["sendfleet.E006"]),  # MAX_RETRY_WAIT + connect + read = 30
+        ({"LEASE_SECONDS": 31}, []),
+        ({"LEASE_SECONDS": 20, "RATE_LIMIT": None}, ["sendfleet.E006"]),  # no limiter wait: 20
+        ({"LEASE_SECONDS": 21, "RATE_LIMIT": None}, []),
+        ({"LEASE_SECONDS": 60, "TIMEOUT": (5, 60)}, ["sendfleet.E006"]),  # 10 + 5 + 60
+        ({"LEASE_SECONDS": 300, "TIMEOUT": 30, "MAX_RETRY_WAIT": 250}, ["sendfleet.E006"]),
+    ],
+)
+def test_e006_a_lease_shorter_than_one_queued_send(project, options, expected):
+    project.update(options)
+    messages = system_checks()
+    assert [m.id for m in messages] == expected
+    if expected:
+        assert messages[0].level == checks.ERROR and "LEASE_SECONDS" in messages[0].msg
+
+
+@needs_mailers
+def test_e006_reads_the_mailers_own_options(settings, project):
+    settings.MAILERS = {
+        "default": {"BACKEND": BACKEND},
+        "worker": {"BACKEND": BACKEND, "OPTIONS": {"lease_seconds": 15}},
+    }
+    assert [(m.obj, m.id) for m in system_checks()] == [("mailer 'worker'", "sendfleet.E006")]
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,9 @@ from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.redaction import redact
 
 NO_MAILER_FIX = (
-    "Set EMAIL_BACKEND = 'django_sendfleet.backends.EmailBackend' (Django 6.1: a MAILERS entry "
-    "with that BACKEND)."
+    "Django 6.1: add a MAILERS entry with 'BACKEND': 'django_sendfleet.backends.EmailBackend' "
+    "(a second alias, checked with --mailer, while another backend stays the default). Before "
+    "6.1: EMAIL_BACKEND = 'django_sendfleet.backends.EmailBackend'."
 )
 
 
