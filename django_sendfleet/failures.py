@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import signals
+from .durable import outside_the_callers_transaction
 from .exceptions import SendFleetError, SendFleetForbidden, SendFleetRecipientSuppressed
 from .models import Suppression
 from .suppressions import suppress
@@ -29,7 +30,10 @@ def handle_failure(
     if isinstance(error, SendFleetRecipientSuppressed):
         source = "local" if error.status_code is None else "api"
         if source == "api":
-            suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
+            # Recorded so that the caller's rollback cannot undo it: SendFleet already knows.
+            outside_the_callers_transaction(
+                lambda: suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
+            )
         signals.recipient_suppressed.send_robust(
             sender,
             message=message,

@@ -7,20 +7,30 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 
+from .durable import outside_the_callers_transaction
+from . import message_content
 from .events import apply_waiting_events
-from .models import DETAIL_MAX_LENGTH, SendLog
+from .models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from .outcome import PENDING
-from .payloads import build_payload
 from .redaction import redact
 from .status import log_status_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.core.mail import EmailMessage
 
     from .message import OutgoingMessage
     from .outcome import RecipientStatus
 
 logger = logging.getLogger("django_sendfleet")
+
+#: A batch is written whenever it holds this many rows, or this much new message content (text
+#: and HTML characters): the memory it holds and each write's statements stay bounded,
+#: whatever the number of recipients and messages.
+ROWS_PER_WRITE = 1000
+CONTENT_CHARACTERS_PER_WRITE = 2_000_000
+
 
 
 def stored_detail(text: str, secrets: tuple[str, ...]) -> str:
@@ -34,13 +44,17 @@ def stored_detail(text: str, secrets: tuple[str, ...]) -> str:
 def _fit(name: str, value: Any) -> Any:
     """Text as a database column takes it: no NUL, no lone surrogate, within the column.
 
-    Refused messages are logged too, and their text is whatever the caller passed.
+    Refused messages are logged too, and their text is whatever the caller passed. Whatever is
+    sent fits whole (addresses up to 320 characters, the API's limits); text too long to store
+    ends in "…", so that a shortened address is never taken for another (admin Resend).
     """
     if not isinstance(value, str):
         return value
     text = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     max_length = getattr(SendLog._meta.get_field(name), "max_length", None)
-    return text[:max_length] if max_length else text
+    if max_length and len(text) > max_length:
+        text = text[: max_length - 1] + "…"
+    return text
 
 
 def outcome_fields(result: RecipientStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
@@ -61,7 +75,13 @@ def outcome_fields(result: RecipientStatus, secrets: tuple[str, ...]) -> dict[st
 
 
 class SendLogBatch:
-    """Collects the rows of one ``send_messages`` call and writes them in one statement."""
+    """Collects the rows of one ``send_messages`` call and writes them in bounded chunks.
+
+    A message's content is stored once (``MessageContent``), for those of its rows that need it:
+    the outbox's (``pending``), and every row with ``LOG_CONTENT``. A row holds only its
+    recipient and outcome. ``write_rows`` is where chunks go: by default the send log's own
+    write (a failure is logged, never raised); the queued backend passes the outbox's.
+    """
 
     def __init__(
         self,
@@ -70,12 +90,18 @@ class SendLogBatch:
         log_content: bool,
         secrets: tuple[str, ...],
         webhooks_enabled: bool = False,
+        write_rows: Callable[[list[MessageContent], list[SendLog]], None] | None = None,
     ) -> None:
         self.mailer = mailer
         self.log_content = log_content
         self.webhooks_enabled = webhooks_enabled
         self._secrets = secrets
+        self._write_rows = write_rows or self._write_log
         self.rows: list[SendLog] = []
+        #: Content not written yet, and its size; the current message and its content.
+        self._new_contents: list[MessageContent] = []
+        self._new_characters = 0
+        self._current: tuple[OutgoingMessage, MessageContent] | None = None
 
     def add(
         self,
@@ -86,40 +112,54 @@ class SendLogBatch:
     ) -> None:
         fields: dict[str, Any] = {
             "mailer": self.mailer,
-            "recipient": recipient[:254],
-            "from_email": (outgoing.from_email if outgoing else str(message.from_email))[:254],
-            "subject": ((outgoing.subject if outgoing else str(message.subject)) or "")[:256],
+            "recipient": recipient,
+            "from_email": outgoing.from_email if outgoing else str(message.from_email),
+            "subject": (outgoing.subject if outgoing else str(message.subject)) or "",
             **outcome_fields(result, self._secrets),
         }
-        if result.status == PENDING and outgoing is not None:
-            # The outbox of the queued backend: what its worker will send.
-            fields["payload"] = build_payload(outgoing, recipient)
-        if self.log_content and outgoing is not None:
-            fields |= {
-                "from_name": outgoing.from_name or "",
-                "reply_to": outgoing.reply_to or "",
-                "text_body": outgoing.text,
-                "html_body": outgoing.html or "",
-            }
-        self.rows.append(SendLog(**{name: _fit(name, value) for name, value in fields.items()}))
+        row = SendLog(**{name: _fit(name, value) for name, value in fields.items()})
+        # The outbox's rows need the content (the worker sends it); logged rows keep it too.
+        if outgoing is not None and (result.status == PENDING or self.log_content):
+            row.content = self._content_of(outgoing)
+        self.rows.append(row)
+        if len(self.rows) >= ROWS_PER_WRITE or self._new_characters >= CONTENT_CHARACTERS_PER_WRITE:
+            self.write()
 
-    def take_rows(self) -> list[SendLog]:
-        rows, self.rows = self.rows, []
-        return rows
+    def _content_of(self, outgoing: OutgoingMessage) -> MessageContent:
+        """The message's content row: one per message, whatever its number of recipients."""
+        if self._current is None or self._current[0] is not outgoing:
+            content = message_content.content_of(outgoing)
+            self._current = (outgoing, content)
+            self._new_contents.append(content)
+            self._new_characters += message_content.size_of(content)
+        return self._current[1]
 
     def write(self) -> None:
-        """Write the collected rows. A failure is logged, never raised: the mail already went."""
-        rows = self.take_rows()
-        if not rows:
-            return
+        """Write the rows collected so far, and the new content they refer to."""
+        rows, contents = self.rows, self._new_contents
+        self.rows, self._new_contents, self._new_characters = [], [], 0
+        if rows:
+            self._write_rows(contents, rows)
+        current = self._current[1] if self._current is not None else None
+        if current is not None and current.pk is None:
+            # Its write failed (and was logged): the message's next rows write it again.
+            self._new_contents.append(current)
+            self._new_characters += message_content.size_of(current)
+
+    def _write_log(self, contents: list[MessageContent], rows: list[SendLog]) -> None:
+        """The send log's write. A failure is logged, never raised: the mail already went."""
         try:
-            # A savepoint, so a failure here cannot break the caller's transaction.
-            with transaction.atomic():
-                SendLog.objects.bulk_create(rows)
+            outside_the_callers_transaction(lambda: self._insert(contents, rows))
         except DatabaseError:
+            message_content.forget_ids(contents)  # rolled back
             logger.exception("SendFleet could not write %d send log rows", len(rows))
-            return
+
+    def _insert(self, contents: list[MessageContent], rows: list[SendLog]) -> None:
+        # A savepoint, so a failure here cannot break a transaction it is made in.
+        with transaction.atomic():
+            message_content.insert_with_rows(contents, rows)
         if self.webhooks_enabled:
             # Only once the rows are visible to the webhook endpoint: see apply_waiting_events.
             message_ids = [row.message_id for row in rows]
-            transaction.on_commit(lambda: apply_waiting_events(message_ids))
+            # robust: a failure there is logged, and never taken for a failed write.
+            transaction.on_commit(lambda: apply_waiting_events(message_ids), robust=True)
