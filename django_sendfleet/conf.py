@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -129,6 +130,16 @@ def _secrets(name: str, value: Any) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _max_age(name: str, value: Any) -> float | None:
+    """Seconds (or a ``timedelta``) above 0, or None: no event is refused for its age."""
+    if value is None:
+        return None
+    seconds = _seconds(name, value.total_seconds() if isinstance(value, timedelta) else value)
+    if not 0 < seconds < float("inf"):
+        raise SendFleetConfigurationError(f"SendFleet {name} must be more than 0 seconds or None.")
+    return seconds
+
+
 def _alias(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise SendFleetConfigurationError(f"SendFleet {name} must be an alias such as 'default'.")
@@ -162,10 +173,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("LOG_CONTENT", False, _boolean),
     Option("WEBHOOK_SECRET", None, _secrets, per_mailer=False),
     Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int, per_mailer=False),
+    # Events signed longer ago than this are stored but not applied (replays): 7 days.
+    Option("WEBHOOK_MAX_AGE", 7 * 24 * 3600, _max_age, per_mailer=False),
     # Queued sending: the Django Tasks backend alias, and how long a worker's claim on a row
     # lasts; past it, a row still "sending" is marked "unknown" (the worker died mid-send).
     Option("TASK_BACKEND", "default", _alias),
     Option("LEASE_SECONDS", 300, _positive_int),
+    # After a 401, the key is not used for this long, by any process (key_guard.py).
+    Option("KEY_REFUSED_PAUSE", 120, _positive_int),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -276,6 +291,10 @@ class SendFleetSettings:
         return self._get("LEASE_SECONDS")
 
     @property
+    def key_refused_pause(self) -> int:
+        return self._get("KEY_REFUSED_PAUSE")
+
+    @property
     def send_log(self) -> bool:
         return self._uses_models("SEND_LOG")
 
@@ -295,6 +314,12 @@ class SendFleetSettings:
     @property
     def webhook_max_body_bytes(self) -> int:
         return self._get("WEBHOOK_MAX_BODY_BYTES")
+
+    @property
+    def webhook_max_age(self) -> timedelta | None:
+        """Events signed longer ago are refused (a replay); None: no limit."""
+        seconds = self._get("WEBHOOK_MAX_AGE")
+        return None if seconds is None else timedelta(seconds=seconds)
 
     def _uses_models(self, name: str) -> bool:
         enabled: bool = self._get(name)

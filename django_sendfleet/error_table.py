@@ -288,6 +288,19 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         "queued backend (its workers reschedule instead of waiting).",
     ),
     ErrorSpec(
+        "key_refused",
+        None,
+        exc.SendFleetKeyRefused,
+        False,
+        batch_effect=BatchEffect.STOP_BATCH,
+        sent_by_api=False,
+        meaning="SendFleet refused this API key (401) a moment ago, so it is not used until "
+        "SENDFLEET['KEY_REFUSED_PAUSE'] has passed: 10 refusals within 60 s get the server's "
+        "IP blocked. Nothing was sent; queued sends are held, not failed.",
+        fix="Fix SENDFLEET['API_KEY'] (a new key is used at once), or once the key works "
+        "again run 'manage.py sendfleet_requeue --key-fixed'.",
+    ),
+    ErrorSpec(
         "lease_expired",
         None,
         exc.SendFleetLeaseExpired,

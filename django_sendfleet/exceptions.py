@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import requests
     from django.core.mail import EmailMessage
 
@@ -161,9 +163,24 @@ class SendFleetValidationError(SendFleetAPIError):
 
 
 class SendFleetAuthenticationError(SendFleetAPIError):
-    """401: the API key is missing, unknown, revoked or expired."""
+    """401: the API key is missing, unknown, revoked or expired.
+
+    ``refused_until``: the key is not used again before then (``key_guard.py``).
+    """
 
     error_code = "authentication_failed"
+    refused_until: datetime | None = None
+
+
+class SendFleetKeyRefused(SendFleetError):
+    """SendFleet refused this API key (401) a moment ago: it is not used until ``refused_until``,
+    so that refusals never add up to SendFleet's IP block. Nothing was sent."""
+
+    error_code = "key_refused"
+
+    def __init__(self, detail: str = "", *, refused_until: datetime, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.refused_until = refused_until
 
 
 class SendFleetForbidden(SendFleetAPIError):
