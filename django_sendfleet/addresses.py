@@ -12,13 +12,17 @@ Django's ``validate_email`` (the API's validator) accepts. A non-ASCII domain is
 IDNA form (``xn--...``); a non-ASCII local part cannot be sent (SendFleet's SMTP path has no
 SMTPUTF8) and is refused.
 
-Checking a value costs time linear in its length: the length is bounded before any parsing, and
-the fast path's regular expression uses only possessive quantifiers, so it cannot backtrack.
+Checking a value costs time linear in its length, and little for any value: the length is
+bounded before any parsing; the fast path's regular expression uses only possessive quantifiers,
+so it cannot backtrack; and the email package's parser, whose cost grows with the square of the
+number of words and symbols in a value, only sees values with at most ``MAX_PARTS`` of them
+(bench/bench_addresses.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from email import _header_value_parser as parser
 from email.errors import HeaderParseError
@@ -40,6 +44,13 @@ MAX_VALUE_LENGTH = 998
 # The parser's defects that say nothing about the address: "J. R. R. Tolkien <jrrt@...>" has a
 # period in an unquoted display name (obsolete syntax that Django 5.2's SMTP backend sends).
 _HARMLESS_DEFECTS = frozenset({"period in 'phrase'"})
+
+#: The most words, whitespace runs and symbols a value the full parser reads may have: a quoted
+#: display name of 25 words with its address has about 60. Parsing 64 costs a few milliseconds
+#: at worst, where 500 (in 998 characters) cost a tenth of a second.
+MAX_PARTS = 64
+# One part each: a run of atom characters, a run of whitespace, or any other single character.
+_PART = re.compile(r'[^\s"(),.:;<>@\[\]\\]++|\s++|.', re.DOTALL)
 
 # Most values are plain "addr", "<addr>" or "Name <addr>": those skip the email package's full
 # parser, which costs about half a millisecond a value. The fast path takes only ASCII dot-atom
@@ -84,7 +95,17 @@ def _parse_text(text: str, field: str) -> ParsedAddress:
     if fast:
         name = " ".join((fast["name"] or "").split())  # as the parser folds the phrase
         return _as_sent(name, fast["local"], fast["domain"], field, text)
+    if _too_many_parts(text):
+        raise SendFleetInvalidMessage(
+            f"{field}: {text[:40]!r}... has more than {MAX_PARTS} words and symbols; write one "
+            "address with a short display name."
+        )
     return _parse_mailbox(text, field)
+
+
+def _too_many_parts(text: str) -> bool:
+    parts = itertools.islice(_PART.finditer(text), MAX_PARTS + 1)  # stops early: linear
+    return sum(1 for _ in parts) > MAX_PARTS
 
 
 def _parse_mailbox(text: str, field: str) -> ParsedAddress:
@@ -158,7 +179,7 @@ def header_addresses(value: Any) -> list[Any]:
     otherwise pick an address out of a display name.
     """
     text = str(value)
-    if len(text) > MAX_VALUE_LENGTH:
+    if len(text) > MAX_VALUE_LENGTH or _too_many_parts(text):
         return [value]
     try:
         header = _HEADER_PARSER("reply-to", text)

@@ -26,6 +26,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from . import dashboard
+from .addresses import MAX_ADDRESS_LENGTH
 from .error_table import ERROR_TABLE, spec_for_code
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .resend import OUTBOX_STATUSES, resend_entries
@@ -388,7 +389,7 @@ class SendLogAdmin(admin.ModelAdmin):
 
 
 class SuppressionForm(forms.ModelForm):
-    email = forms.EmailField(max_length=254, help_text="Stored in lower case.")
+    email = forms.EmailField(max_length=MAX_ADDRESS_LENGTH, help_text="Stored in lower case.")
 
     class Meta:
         model = Suppression

@@ -5,14 +5,16 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
 from .status import LogStatus
 
 DETAIL_MAX_LENGTH = 1000
 
 
 def normalise_email(address: str) -> str:
-    """Suppression lookups are case-insensitive: addresses are stored and compared like this."""
-    return address.strip().lower()
+    """Suppression lookups are case-insensitive and by the address as sent (an IDN domain in
+    its IDNA form): addresses are stored and compared like this."""
+    return with_ascii_domain(address.strip()).lower()
 
 
 class SendLog(models.Model):
@@ -22,8 +24,8 @@ class SendLog(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     mailer = models.CharField(max_length=100, blank=True, help_text="The mailer alias.")
     message_id = models.CharField(max_length=100, blank=True, db_index=True)
-    recipient = models.CharField(max_length=254, db_index=True)
-    from_email = models.CharField(max_length=254)
+    recipient = models.CharField(max_length=MAX_ADDRESS_LENGTH, db_index=True)
+    from_email = models.CharField(max_length=MAX_ADDRESS_LENGTH)
     subject = models.CharField(max_length=256, blank=True)
     status = models.CharField(max_length=16, choices=LogStatus.choices, default=LogStatus.PENDING)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -35,7 +37,7 @@ class SendLog(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # Message content: stored only when SENDFLEET["LOG_CONTENT"] is True.
     from_name = models.CharField(max_length=156, blank=True)
-    reply_to = models.CharField(max_length=254, blank=True)
+    reply_to = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
     # Queued sending (QueuedEmailBackend): what the worker sends, kept only until it is sent
@@ -75,7 +77,9 @@ class Suppression(models.Model):
         API_REJECTED = "api_rejected", "rejected by SendFleet (422)"
         MANUAL = "manual", "added by hand"
 
-    email = models.CharField(max_length=254, unique=True, help_text="Stored in lower case.")
+    email = models.CharField(
+        max_length=MAX_ADDRESS_LENGTH, unique=True, help_text="Stored in lower case."
+    )
     reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
     source = models.CharField(max_length=32, blank=True, help_text="api, webhook, admin...")
     created_at = models.DateTimeField(default=timezone.now)
@@ -108,7 +112,7 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     event_type = models.CharField(max_length=64)
     message_id = models.CharField(max_length=100, blank=True, db_index=True)
-    recipient = models.CharField(max_length=254, blank=True)
+    recipient = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
     raw = models.JSONField(help_text="The event exactly as SendFleet sent it.")
     #: SHA-256 of the raw body: the same delivery arriving twice is stored once.
     digest = models.CharField(max_length=64, unique=True)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from django_sendfleet import addresses
-from django_sendfleet.addresses import MAX_VALUE_LENGTH, parse_address
+from django_sendfleet.addresses import MAX_PARTS, MAX_VALUE_LENGTH, parse_address
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.exceptions import SendFleetInvalidMessage
 from django_sendfleet.models import SendLog
@@ -338,6 +338,10 @@ LONG_VALUES = [
     "Ann" + " " * (MAX_VALUE_LENGTH - 30) + "<ann@example.com>",
     '"' * MAX_VALUE_LENGTH,
     "a." * (MAX_VALUE_LENGTH // 2),
+    # At the part bound the email package's parser runs: the slowest shapes found.
+    "(." * (MAX_PARTS // 2) + "b" * (MAX_VALUE_LENGTH - MAX_PARTS),
+    "=?utf-8?q?a?=." * (MAX_PARTS // 2),
+    '"' * MAX_PARTS + "b" * (MAX_VALUE_LENGTH - MAX_PARTS),
 ]
 
 
@@ -351,6 +355,14 @@ def test_long_values_are_checked_in_well_under_a_second(value):
 def test_a_value_longer_than_a_header_line_is_refused_before_parsing():
     with pytest.raises(SendFleetInvalidMessage, match="at most 998"):
         parse_address("Ann" + " " * 40_000 + "<ann@example.com>", "to")
+
+
+def test_a_value_of_too_many_words_and_symbols_is_refused_before_the_full_parser():
+    with pytest.raises(SendFleetInvalidMessage, match="more than 64 words and symbols"):
+        parse_address('"' * 66 + " <ann@example.com>", "to")
+    # A quoted display name of 25 words still fits.
+    name = " ".join(["Word"] * 24) + ", Inc."
+    assert parse_address(formataddr((name, "ann@example.com")), "to").display_name == name
 
 
 def test_an_address_of_320_characters_is_sent_and_321_are_refused():
