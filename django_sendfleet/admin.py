@@ -258,9 +258,26 @@ class SendLogAdmin(admin.ModelAdmin):
             ),
         ]
         if obj is not None and obj.has_content:
-            content = ("from_name", "reply_to", "text_body", "html_body")
+            content = ("content_from_name", "content_reply_to", "content_text", "content_html")
             fieldsets.append(("Content", {"fields": content, "classes": ("collapse",)}))
         return fieldsets
+
+    # The content: the message's, shared by its rows (SendLog.logged_content). Shown as text.
+    @admin.display(description="from name")
+    def content_from_name(self, obj: SendLog) -> str:
+        return getattr(obj.logged_content, "from_name", "")
+
+    @admin.display(description="reply-to")
+    def content_reply_to(self, obj: SendLog) -> str:
+        return getattr(obj.logged_content, "reply_to", "")
+
+    @admin.display(description="text")
+    def content_text(self, obj: SendLog) -> str:
+        return getattr(obj.logged_content, "text", "")
+
+    @admin.display(description="HTML")
+    def content_html(self, obj: SendLog) -> str:
+        return getattr(obj.logged_content, "html", "")
 
     def render_change_form(
         self,

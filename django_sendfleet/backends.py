@@ -7,6 +7,7 @@ without duplicates), over one connection for the whole batch. Each message gets
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
 
-from . import outbox, signals, tasks
+from . import outbox, payloads, signals, tasks
 from .client import SendFleetClient
 from .conf import MAILER_OPTION_NAMES, SendFleetSettings
 from .exceptions import (
@@ -28,7 +30,6 @@ from .key_guard import KeyGuard
 from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
 from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
-from .payloads import build_payloads
 from .ratelimit import SlidingWindowLimiter
 from .retry import WaitInProcess
 from .sending import (
@@ -128,12 +129,13 @@ class EmailBackend(BaseEmailBackend):
     def _log_batch(self) -> SendLogBatch | None:
         return self._new_log_batch() if self.settings.send_log else None
 
-    def _new_log_batch(self) -> SendLogBatch:
+    def _new_log_batch(self, **options: Any) -> SendLogBatch:
         return SendLogBatch(
             mailer=self.mailer,
             log_content=self.settings.log_content,
             secrets=self.settings.secrets,
             webhooks_enabled=bool(self.settings.webhook_secrets),
+            **options,
         )
 
     @property
@@ -172,13 +174,10 @@ class EmailBackend(BaseEmailBackend):
             error = SendFleetInvalidMessage(reason, email_message=message, recipient=given)
             logger.warning("SendFleet refused recipient %s locally: %s", given, reason)
             report(outgoing, given, RecipientStatus(INVALID, error=error))
-        payloads = build_payloads(outgoing)
         if suppressions is not None:
-            suppressions.load(payloads)
-        for recipient, payload in payloads.items():
-            result = self._send_recipient(
-                sender, suppressions, message, outgoing, recipient, payload
-            )
+            suppressions.load(outgoing.recipients)
+        for recipient in outgoing.recipients:
+            result = self._send_recipient(sender, suppressions, message, outgoing, recipient)
             report(outgoing, recipient, result)
         report.finish()
         self._raise_for(message, status)
@@ -191,9 +190,9 @@ class EmailBackend(BaseEmailBackend):
         message: EmailMessage,
         outgoing: OutgoingMessage,
         recipient: str,
-        payload: dict[str, Any],
     ) -> RecipientStatus:
         assert sender is not None
+        payload = payloads.build_payload(outgoing, recipient)  # one at a time: memory
         result = sender.send(recipient, payload, outgoing.from_domain, message=message)
         assert not isinstance(result, Deferred)  # WaitInProcess never defers
         return result
@@ -273,8 +272,25 @@ class QueuedEmailBackend(EmailBackend):
     def _recipient_sender(self, suppressions: SuppressionCheck | None) -> None:
         return None  # nothing is sent here: the worker sends
 
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        # The outbox is written in chunks as the messages are checked, all in one transaction
+        # (a savepoint in the caller's): whole or not at all, and the tasks are enqueued when
+        # it commits. A message refused with a SendFleetError is part of the outcome: the rows
+        # written so far stay (the refused one's too), then the error is raised.
+        refused: SendFleetError | None = None
+        with transaction.atomic():
+            try:
+                sent = super().send_messages(email_messages)
+            except SendFleetError as error:
+                refused = error
+        if refused is not None:
+            raise refused
+        return sent
+
     def _log_batch(self) -> SendLogBatch:
-        return self._new_log_batch()  # the outbox: written whatever SEND_LOG says
+        # The outbox: written whatever SEND_LOG says, and errors raise.
+        write_rows = functools.partial(outbox.write_rows, task_backend=self.settings.task_backend)
+        return self._new_log_batch(write_rows=write_rows)
 
     def _send_recipient(
         self,
@@ -283,11 +299,7 @@ class QueuedEmailBackend(EmailBackend):
         message: EmailMessage,
         outgoing: OutgoingMessage,
         recipient: str,
-        payload: dict[str, Any],
     ) -> RecipientStatus:
         # The send path's first step, the local suppression list, applies now; the rest later.
         stopped = suppressions.stop(recipient, message) if suppressions is not None else None
         return stopped or RecipientStatus(PENDING)
-
-    def _write_log(self, log: SendLogBatch) -> None:
-        outbox.write_rows(log.take_rows(), self.settings.task_backend)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 
-from .durable import outside_the_callers_transaction
 from . import message_content
+from .durable import outside_the_callers_transaction
 from .events import apply_waiting_events
 from .models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from .outcome import PENDING
@@ -30,7 +30,6 @@ logger = logging.getLogger("django_sendfleet")
 #: whatever the number of recipients and messages.
 ROWS_PER_WRITE = 1000
 CONTENT_CHARACTERS_PER_WRITE = 2_000_000
-
 
 
 def stored_detail(text: str, secrets: tuple[str, ...]) -> str:
@@ -141,7 +140,7 @@ class SendLogBatch:
         if rows:
             self._write_rows(contents, rows)
         current = self._current[1] if self._current is not None else None
-        if current is not None and current.pk is None:
+        if current is not None and current._state.adding:
             # Its write failed (and was logged): the message's next rows write it again.
             self._new_contents.append(current)
             self._new_characters += message_content.size_of(current)

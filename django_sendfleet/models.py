@@ -17,6 +17,30 @@ def normalise_email(address: str) -> str:
     return with_ascii_domain(address.strip()).lower()
 
 
+class MessageContent(models.Model):
+    """What one message says, stored once for all of its recipients' send log rows.
+
+    A queued message's rows refer to it until each is sent (the worker builds each request from
+    it and the row's recipient); with ``LOG_CONTENT`` every logged message's rows keep it. It is
+    deleted with the last row that refers to it (``message_content.release``).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    from_email = models.CharField(max_length=MAX_ADDRESS_LENGTH)
+    from_name = models.CharField(max_length=156, blank=True)
+    subject = models.CharField(max_length=256, blank=True)
+    reply_to = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
+    text = models.TextField()
+    html = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "message content"
+        verbose_name_plural = "message contents"
+
+    def __str__(self) -> str:
+        return self.subject or f"message content {self.pk}"
+
+
 class SendLog(models.Model):
     """One recipient of one message, and what became of it."""
 
@@ -35,13 +59,23 @@ class SendLog(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    # Message content: stored only when SENDFLEET["LOG_CONTENT"] is True.
+    # What the message said: the outbox's until the row is sent, kept when
+    # SENDFLEET["LOG_CONTENT"] is True. Shared by all the message's rows.
+    content = models.ForeignKey(
+        MessageContent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="send_logs",
+        db_index=False,  # the partial index below: most rows have no content
+    )
+    # Content of rows logged before MessageContent (0006): one copy per row.
     from_name = models.CharField(max_length=156, blank=True)
     reply_to = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
-    # Queued sending (QueuedEmailBackend): what the worker sends, kept only until it is sent
-    # (longer when LOG_CONTENT is on), and the claim a worker holds while sending.
+    # Queued sending (QueuedEmailBackend): the claim a worker holds while sending. ``payload``
+    # is the request of rows queued before MessageContent (0006); newer rows have ``content``.
     payload = models.JSONField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Held or backing off.")
     claim_token = models.CharField(max_length=32, blank=True)
@@ -58,6 +92,12 @@ class SendLog(models.Model):
             models.Index(fields=["status", "-created_at"], name="sendfleet_log_status"),
             models.Index(fields=["error_code", "-created_at"], name="sendfleet_log_error"),
             models.Index(fields=["mode", "-created_at"], name="sendfleet_log_mode"),
+            # "Does a row still need this content?", asked as each row is finished.
+            models.Index(
+                fields=["content"],
+                name="sendfleet_log_content",
+                condition=models.Q(content__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -65,7 +105,24 @@ class SendLog(models.Model):
 
     @property
     def has_content(self) -> bool:
-        return bool(self.text_body)
+        return self.content_id is not None or bool(self.text_body)
+
+    @property
+    def logged_content(self) -> MessageContent | None:
+        """The message content of this row: its ``MessageContent``, or for rows logged before
+        it (0006), one built (unsaved) from the row's own columns; None when not kept."""
+        if self.content_id is not None:
+            return self.content
+        if not self.text_body:
+            return None
+        return MessageContent(
+            from_email=self.from_email,
+            from_name=self.from_name,
+            subject=self.subject,
+            reply_to=self.reply_to,
+            text=self.text_body,
+            html=self.html_body,
+        )
 
 
 class Suppression(models.Model):

@@ -1,8 +1,9 @@
 """The outbox of queued sending: rows written by ``QueuedEmailBackend`` and their recovery.
 
-``write_rows`` stores a batch's rows in the caller's transaction and enqueues their task when
-it commits, so a rolled-back transaction sends nothing. ``expire_leases`` and
-``requeue_pending`` (run by ``sendfleet_requeue``) recover from dead workers and lost tasks.
+``write_rows`` stores a batch's rows (and their messages' content, once per message) in the
+caller's transaction and enqueues their task when it commits, so a rolled-back transaction
+sends nothing. ``expire_leases`` and ``requeue_pending`` (run by ``sendfleet_requeue``) recover
+from dead workers and lost tasks.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import error_table, signals
+from . import error_table, message_content, signals
 from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetConfigurationError, SendFleetLeaseExpired
 from .key_guard import KeyGuard
 from .mailers import QUEUED_BACKEND, backend_class, configured_mailers
-from .models import SendLog
-from .payloads import message_from_payload
+from .models import MessageContent, SendLog
+from .payloads import message_from_payload, outbox_payload
 from .status import LogStatus
 from .tasks import schedule
 
@@ -28,12 +29,15 @@ from .tasks import schedule
 KEY_HOLD_CODES = ("authentication_failed", "key_refused")
 
 
-def write_rows(rows: list[SendLog], task_backend: str) -> None:
-    """Store the rows now; enqueue the task for the pending ones when the transaction commits.
+def write_rows(contents: list[MessageContent], rows: list[SendLog], task_backend: str) -> None:
+    """Store the rows and new content now; enqueue the task for the pending rows when the
+    transaction commits.
 
-    Unlike a log of sends already made, the outbox must not fail quietly: errors raise.
+    Called for each chunk of a ``send_messages`` call, inside the transaction that
+    ``QueuedEmailBackend`` holds for the whole call. Unlike a log of sends already made, the
+    outbox must not fail quietly: errors raise.
     """
-    SendLog.objects.bulk_create(rows)
+    message_content.insert_with_rows(contents, rows)
     pending = [row.pk for row in rows if row.status == LogStatus.PENDING]
     if pending:
         transaction.on_commit(lambda: schedule(pending, task_backend))
@@ -45,23 +49,28 @@ def expire_leases(now: datetime | None = None) -> int:
     expired = 0
     spec = error_table.SPECS_BY_CODE["lease_expired"]
     stale = SendLog.objects.filter(status=LogStatus.SENDING, lease_expires_at__lt=now)
-    for row in stale:
+    for row in stale.select_related("content"):
         keeps_content = SendFleetSettings(mailer_options(row.mailer)).log_content
-        changed = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
-            status=LogStatus.UNKNOWN,
-            error_code=spec.code,
-            detail=spec.meaning,
-            claim_token="",
-            lease_expires_at=None,
-            payload=row.payload if keeps_content else None,
-            updated_at=now,
-        )
+        payload = outbox_payload(row, row.content)
+        cleared = {} if keeps_content else {"payload": None, "content": None}
+        with transaction.atomic():
+            changed = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
+                status=LogStatus.UNKNOWN,
+                error_code=spec.code,
+                detail=spec.meaning,
+                claim_token="",
+                lease_expires_at=None,
+                updated_at=now,
+                **cleared,
+            )
+            if changed and cleared:
+                message_content.release([row.content_id])
         if changed:
             expired += 1
-            recipient = (row.payload or {}).get("to") or row.recipient
+            recipient = payload.get("to") or row.recipient
             signals.send_failed.send_robust(
                 backend_class(row.mailer, QUEUED_BACKEND),
-                message=message_from_payload(row.payload) if row.payload else None,
+                message=message_from_payload(payload) if payload else None,
                 recipient=recipient,
                 error=SendFleetLeaseExpired(spec.meaning, recipient=recipient),
                 mailer=row.mailer,

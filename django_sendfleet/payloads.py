@@ -1,17 +1,40 @@
-"""The JSON body of one ``POST /api/send/`` request: one per recipient."""
+"""The JSON body of one ``POST /api/send/`` request: one per recipient.
+
+Built from a message's content and one recipient: the content is an ``OutgoingMessage`` on the
+synchronous path, and the ``MessageContent`` row an outbox row refers to on the queued path.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core.mail import EmailMultiAlternatives
 
-from .message import OutgoingMessage
+if TYPE_CHECKING:
+    from .message import OutgoingMessage
+    from .models import SendLog
 
 _OPTIONAL_FIELDS = ("from_name", "subject", "html", "reply_to")
 
 
-def build_payload(message: OutgoingMessage, recipient: str) -> dict[str, Any]:
+class Content(Protocol):
+    """What a payload is made of besides its recipient: ``OutgoingMessage``, ``MessageContent``."""
+
+    @property
+    def from_email(self) -> str: ...
+    @property
+    def from_name(self) -> str | None: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
+    @property
+    def reply_to(self) -> str | None: ...
+
+
+def build_payload(message: Content, recipient: str) -> dict[str, Any]:
     """The payload for one recipient. Optional fields are left out when empty."""
     payload: dict[str, Any] = {
         "to": recipient,
@@ -28,6 +51,19 @@ def build_payload(message: OutgoingMessage, recipient: str) -> dict[str, Any]:
 def build_payloads(message: OutgoingMessage) -> dict[str, dict[str, Any]]:
     """Recipient -> payload, in recipient order."""
     return {recipient: build_payload(message, recipient) for recipient in message.recipients}
+
+
+def outbox_payload(row: SendLog, content: Content | None) -> dict[str, Any]:
+    """What the worker sends for an outbox row: its message's content, to its recipient.
+
+    ``content`` is the row's ``MessageContent``. Rows queued before it existed (migration 0006)
+    carry their whole payload instead; a row with neither gets an empty payload, which the API
+    refuses (and the row fails) rather than anything being made up.
+    """
+    if content is not None:
+        # The row's recipient is the address as it is sent (checked, and stored whole).
+        return build_payload(content, row.recipient)
+    return row.payload or {}
 
 
 def message_from_payload(payload: dict[str, Any]) -> EmailMultiAlternatives:

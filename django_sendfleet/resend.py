@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db.models import prefetch_related_objects
 
 from .exceptions import SendFleetError
 from .models import SendLog
-from .payloads import message_from_payload
+from .payloads import build_payload, message_from_payload
 from .status import LogStatus
 
 logger = logging.getLogger("django_sendfleet")
@@ -35,18 +36,15 @@ def mailer_connection(alias: str) -> BaseEmailBackend:
 
 
 def message_from(entry: SendLog) -> EmailMultiAlternatives:
-    """The logged message, rebuilt for its one recipient."""
-    return message_from_payload(
-        {
-            "to": entry.recipient,
-            "from_email": entry.from_email,
-            "from_name": entry.from_name,
-            "subject": entry.subject,
-            "message": entry.text_body,
-            "html": entry.html_body,
-            "reply_to": entry.reply_to,
-        }
-    )
+    """The logged message, rebuilt for its one recipient (``ValueError`` if it has no content).
+
+    The content is the message's ``MessageContent``, shared with its other recipients' rows,
+    or the row's own columns for rows logged before it (migration 0006).
+    """
+    content = entry.logged_content
+    if content is None:
+        raise ValueError("This row's content was not logged: there is nothing to resend.")
+    return message_from_payload(build_payload(content, entry.recipient))
 
 
 def resend_entries(entries: list[SendLog]) -> Counter[str]:
@@ -57,6 +55,8 @@ def resend_entries(entries: list[SendLog]) -> Counter[str]:
     """
     if any(entry.status in OUTBOX_STATUSES for entry in entries):
         raise ValueError("Rows still in the outbox are sent by the worker: not resent.")
+    # One query for the content of them all; rows of one message share it.
+    prefetch_related_objects(entries, "content")
     outcomes: Counter[str] = Counter()
     by_mailer: dict[str, list[SendLog]] = defaultdict(list)
     for entry in entries:

@@ -26,16 +26,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import signals
+from . import message_content, signals
 from .client import SendFleetClient
 from .conf import SendFleetSettings, mailer_options
 from .events import apply_waiting_events
 from .key_guard import KeyGuard
 from .log import outcome_fields, stored_detail
 from .mailers import QUEUED_BACKEND, backend_class
-from .models import SendLog
+from .models import MessageContent, SendLog
 from .outcome import RecipientStatus, SendStatus
-from .payloads import message_from_payload
+from .payloads import message_from_payload, outbox_payload
 from .ratelimit import SlidingWindowLimiter
 from .retry import Reschedule
 from .sending import Deferred, RecipientSender, SuppressionCheck, domain_of, finish_recipient
@@ -108,6 +108,8 @@ class _MailerWorker:
             key_guard=KeyGuard.for_settings(settings),
         )
         self.later: list[tuple[int, datetime]] = []
+        #: The last content read: a task's rows are mostly one message's, read once.
+        self._content: MessageContent | None = None
 
     def send(self, row_ids: list[int]) -> list[Rescheduled]:
         client = self.sender.client
@@ -128,7 +130,7 @@ class _MailerWorker:
         ]
 
     def _send_row(self, row: SendLog) -> None:
-        payload: dict[str, Any] = row.payload or {}
+        payload = outbox_payload(row, self._content_of(row))
         # The payload holds the address exactly as it is sent.
         recipient = payload.get("to") or row.recipient
         message = message_from_payload(payload) if payload else None
@@ -144,7 +146,14 @@ class _MailerWorker:
         if isinstance(result, Deferred):
             self._release(row, result)
         else:
-            self._finish(row, recipient, result, payload, message)
+            self._finish(row, recipient, result, message)
+
+    def _content_of(self, row: SendLog) -> MessageContent | None:
+        if row.content_id is None:
+            return None
+        if self._content is None or self._content.pk != row.content_id:
+            self._content = MessageContent.objects.get(pk=row.content_id)
+        return self._content
 
     def _release(self, row: SendLog, deferred: Deferred) -> None:
         """Give the row back to the outbox until ``deferred.when``."""
@@ -168,18 +177,24 @@ class _MailerWorker:
         row: SendLog,
         recipient: str,
         result: RecipientStatus,
-        payload: dict[str, Any],
         message: Any,
     ) -> None:
         fields: dict[str, Any] = {
             **outcome_fields(result, self.settings.secrets),
-            "payload": payload if self.settings.log_content else None,
             "claim_token": "",
             "lease_expires_at": None,
             "not_before": None,
             "updated_at": timezone.now(),
         }
-        SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(**fields)
+        clears_content = not self.settings.log_content
+        if clears_content:  # the content goes with the message's last row (release)
+            fields |= {"payload": None, "content": None}
+        with transaction.atomic():
+            finished = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
+                **fields
+            )
+            if finished and clears_content:
+                message_content.release([row.content_id])
         finish_recipient(
             backend_class=self.backend_class,
             mailer=self.mailer,

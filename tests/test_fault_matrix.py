@@ -37,9 +37,8 @@ from django.utils import timezone
 
 from django_sendfleet import client as client_module
 from django_sendfleet import exceptions as exc
-from django_sendfleet import log as log_module
-from django_sendfleet import payloads as payloads_module
 from django_sendfleet import outbox, signals, tasks, worker
+from django_sendfleet import payloads as payloads_module
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.client import SendFleetClient
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
@@ -142,8 +141,8 @@ def invalid_payload(world: World) -> None:
     def build_payload(message, recipient):
         return {**original(message, recipient), "reply_to": "not an address"}
 
-    world.monkeypatch.setattr(payloads_module, "build_payload", build_payload)  # sync
-    world.monkeypatch.setattr(log_module, "build_payload", build_payload)  # the outbox
+    # Both backends build every request here (the worker from the row's stored content).
+    world.monkeypatch.setattr(payloads_module, "build_payload", build_payload)
 
 
 def ip_blocked_after_ten_401s(world: World) -> None:
@@ -430,15 +429,15 @@ def test_fault(case, backend, world, fired, django_capture_on_commit_callbacks):
         assert row.claim_token == "" and row.lease_expires_at is None
         if held and case.code == "usage_limit_exceeded":  # kept for the 1st of next month
             now = datetime.now(UTC)
-            assert row.payload is not None
+            assert row.content_id is not None
             assert row.not_before == datetime(
                 now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC
             )
         elif held:  # kept until the key's pause after its 401 ends
             pause = (row.not_before - timezone.now()).total_seconds()
-            assert row.payload is not None and 100 < pause <= 120
+            assert row.content_id is not None and 100 < pause <= 120
         else:
-            assert row.payload is None and row.not_before is None
+            assert row.content_id is None and row.not_before is None
 
     # The signals.
     assert tuple(name for name, _ in fired) == expected_signals
@@ -531,7 +530,7 @@ def test_queued_send_waiting_for_the_rate_limit_is_put_back_and_sent_once_later(
     row = SendLog.objects.get(recipient=RECIPIENT)
     assert (row.status, row.error_code, row.attempts) == ("pending", "rate_limit_wait", 0)
     assert 0 < (row.not_before - timezone.now()).total_seconds() <= 61
-    assert row.payload is not None and fired == []
+    assert row.content_id is not None and fired == []
     # A slot frees up (here: the limit is lifted); the next run sends it, once.
     limiter_with_no_free_slot["RATE_LIMIT"] = None
     SendLog.objects.filter(pk=row.pk).update(not_before=timezone.now())

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_sendfleet import exceptions as exc
 from django_sendfleet import signals, tasks, worker
 from django_sendfleet.backends import QueuedEmailBackend
-from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.models import MessageContent, SendLog, Suppression
 from django_sendfleet.sandbox import QUOTA_API_KEY
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
@@ -41,13 +41,14 @@ def send(django_capture_on_commit_callbacks):
     return run
 
 
-def test_rows_are_written_pending_with_the_payload_and_sent_after_commit(sandbox, send):
+def test_rows_are_written_pending_with_their_content_and_sent_after_commit(sandbox, send):
     msg = message(to=["ann@example.com", "bob@example.com"])
     with transaction.atomic():
         assert QueuedEmailBackend().send_messages([msg]) == 1
         rows = list(SendLog.objects.order_by("pk"))
         assert [r.status for r in rows] == ["pending", "pending"]
-        assert rows[0].payload["to"] == "ann@example.com" and rows[0].payload["message"]
+        assert [r.recipient for r in rows] == ["ann@example.com", "bob@example.com"]
+        assert rows[0].content.text == "Plain body" and rows[0].content_id == rows[1].content_id
         assert sandbox.requests == []  # nothing leaves before the commit
     assert msg.anymail_status.status == {"pending"}
 
@@ -57,7 +58,8 @@ def test_the_task_sends_each_row_once_and_clears_content(sandbox, send):
     rows = list(SendLog.objects.order_by("pk"))
     assert [r.status for r in rows] == ["queued", "queued"]
     assert [r.message_id for r in rows] == [a.message_id for a in sandbox.accepted]
-    assert all(r.payload is None and r.claim_token == "" for r in rows)
+    assert all(r.content_id is None and r.claim_token == "" for r in rows)
+    assert not MessageContent.objects.exists()
     assert len(sandbox.requests) == 2
 
 
@@ -65,8 +67,8 @@ def test_content_is_kept_after_sending_only_with_log_content(sandbox, send, send
     sendfleet_settings["LOG_CONTENT"] = True
     send(message())
     row = SendLog.objects.get()
-    assert row.status == "queued" and row.payload["message"] == "Plain body"
-    assert row.text_body == "Plain body"
+    assert row.status == "queued" and row.logged_content.text == "Plain body"
+    assert row.logged_content.from_name == "Shop" and row.content_id is not None
 
 
 def test_a_rolled_back_transaction_sends_nothing(sandbox, django_capture_on_commit_callbacks):
@@ -96,7 +98,7 @@ def test_retryable_error_is_rescheduled_not_slept_through(sandbox, send):
     send(message())
     row = SendLog.objects.get()
     assert row.status == "pending" and row.attempts == 1 and row.error_code == "queue_error"
-    assert row.not_before > timezone.now() and row.payload is not None
+    assert row.not_before > timezone.now() and row.content_id is not None
     # Once due, the next run sends it: the retry counts as the second attempt.
     SendLog.objects.update(not_before=timezone.now() - timedelta(seconds=1))
     tasks.send_and_reschedule([row.pk])
@@ -113,7 +115,7 @@ def test_retries_stop_where_the_error_table_says(sandbox, send):
         SendLog.objects.filter(status="pending").update(not_before=None)
         tasks.send_and_reschedule([row_id])
     row = SendLog.objects.get()
-    assert row.status == "failed" and row.attempts == 4 and row.payload is None
+    assert row.status == "failed" and row.attempts == 4 and row.content_id is None
     assert len(sandbox.requests) == 4
 
 
@@ -170,7 +172,7 @@ def test_non_retryable_error_fails_the_row_and_fires_the_signals(sandbox, send):
         signals.send_failed.receivers.clear()
     row = SendLog.objects.get()
     assert row.status == "failed" and row.error_code == "domain_not_verified"
-    assert row.http_status == 403 and row.payload is None
+    assert row.http_status == 403 and row.content_id is None
     assert forbidden[0]["from_domain"] == "unverified.example"
     assert failed[0]["message"].to == ["ann@example.com"]
 

@@ -61,12 +61,13 @@ def test_content_is_not_stored_unless_log_content_is_on(sendfleet_settings):
     msg.attach_alternative("<p>secret body</p>", "text/html")
     msg.send()
     row = SendLog.objects.get()
+    assert row.logged_content is None and not row.has_content
     assert (row.text_body, row.html_body, row.reply_to, row.from_name) == ("", "", "", "")
     sendfleet_settings["LOG_CONTENT"] = True
     msg.send()
-    row = SendLog.objects.latest("id")
-    assert row.text_body == "secret body" and row.html_body == "<p>secret body</p>"
-    assert row.reply_to == "help@example.com" and row.from_name == "Shop"
+    content = SendLog.objects.latest("id").logged_content
+    assert content.text == "secret body" and content.html == "<p>secret body</p>"
+    assert content.reply_to == "help@example.com" and content.from_name == "Shop"
 
 
 def test_failures_are_logged_with_their_error_code_and_no_secret(sandbox, sendfleet_settings):

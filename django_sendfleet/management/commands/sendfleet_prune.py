@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from django.utils import timezone
 
+from django_sendfleet import message_content
 from django_sendfleet.models import SendLog
 from django_sendfleet.status import LogStatus
 
@@ -39,7 +41,11 @@ class Command(BaseCommand):
             ids = list(old.order_by("created_at").values_list("id", flat=True)[:batch_size])
             if not ids:
                 break
-            deleted += SendLog.objects.filter(id__in=ids).delete()[0]
+            batch = SendLog.objects.filter(id__in=ids)
+            contents = list(batch.filter(content__isnull=False).values_list("content", flat=True))
+            with transaction.atomic():
+                deleted += batch.delete()[0]
+                message_content.release(contents)  # logged content no row refers to any more
             self.stdout.write(f"deleted {deleted} rows so far")
         self.stdout.write(
             self.style.SUCCESS(f"Deleted {deleted} send log rows older than {days} days.")
