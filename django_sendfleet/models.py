@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
+from .rollups import SendLogQuerySet, deleting, saving
 from .status import LogStatus
 
 DETAIL_MAX_LENGTH = 1000
@@ -81,6 +84,9 @@ class SendLog(models.Model):
     claim_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
+    #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
+    objects = SendLogQuerySet.as_manager()
+
     class Meta:
         verbose_name = "send log entry"
         verbose_name_plural = "send log"
@@ -102,6 +108,14 @@ class SendLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.status}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with saving(self, *args, **kwargs):
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        with deleting(self, *args, **kwargs):
+            return super().delete(*args, **kwargs)
 
     @property
     def has_content(self) -> bool:
