@@ -13,7 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from . import __version__, error_table
+from . import __version__, error_table, transports
 from .exceptions import (
     SendFleetError,
     SendFleetMalformedResponse,
@@ -29,8 +29,9 @@ USER_AGENT = f"django-sendfleet/{__version__}"
 
 
 def wait_before_retry(seconds: float) -> None:
-    """Block between attempts. A module function so tests can record waits instead."""
-    time.sleep(seconds)
+    """Block between attempts. A module function so tests can record waits instead; an
+    in-process sandbox records them (``transports.py``)."""
+    transports.wait(seconds)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class SendFleetClient:
         # One connection, kept alive for a whole batch; retries are ours, never urllib3's.
         session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
         session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
+        transports.mount(session, self.api_url)  # a test's in-process sandbox, when installed
         session.headers.update(
             {"X-API-Key": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         )
