@@ -36,3 +36,13 @@ def tests(session: nox.Session, django: str, database: str) -> None:
         env["DATABASE_URL"] = os.environ["POSTGRES_URL"]
     session.run("python", "-c", "import django; print('Django', django.get_version())")
     session.run("pytest", "-q", *session.posargs, env=env)
+
+
+@nox.session(python="3.13")
+def limiter_redis5(session: nox.Session) -> None:
+    """The rate limiter's tests (a frozen Redis included) on the oldest redis-py we allow
+    (``redis>=5``); the matrix runs them on the newest."""
+    session.chdir(ROOT)
+    session.install("-q", "-e", ".[test]", "redis==5.0.*")
+    session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
+    session.run("pytest", "-q", "tests/test_ratelimit.py", *session.posargs)

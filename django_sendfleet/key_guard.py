@@ -21,8 +21,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.core.cache import caches
-
+from . import shared_cache
 from .exceptions import SendFleetKeyRefused
 
 if TYPE_CHECKING:
@@ -81,15 +80,12 @@ class KeyGuard:
         until = datetime.now(UTC) + timedelta(seconds=self.pause_seconds)
         with _lock:
             _refused_here[self.cache_key] = until
-        try:
-            caches[self.cache_alias].set(
-                self.cache_key, until.timestamp(), timeout=max(1, round(self.pause_seconds))
-            )
-        except Exception as error:  # a cache outage must not hide the refusal from this process
+        # Bounded, and a cache outage must not hide the refusal from this process.
+        ttl = max(1, round(self.pause_seconds))
+        if not shared_cache.store(self.cache_alias, self.cache_key, until.timestamp(), ttl):
             logger.warning(
-                "SendFleet could not share an API key refusal through cache %r (%s)",
+                "SendFleet could not share an API key refusal through cache %r",
                 self.cache_alias,
-                type(error).__name__,
             )
         logger.error(
             "SendFleet refused the API key (401): not using it until %s UTC",
@@ -100,16 +96,12 @@ class KeyGuard:
     def clear(self) -> None:
         with _lock:
             _refused_here.pop(self.cache_key, None)
-        try:
-            caches[self.cache_alias].delete(self.cache_key)
-        except Exception:
+        if not shared_cache.delete(self.cache_alias, self.cache_key):
             logger.warning("SendFleet could not clear an API key refusal in the cache")
 
     def _from_cache(self) -> datetime | None:
-        try:
-            stamp = caches[self.cache_alias].get(self.cache_key)
-        except Exception:
-            return None  # fail open: SendFleet's own 401 still answers, and is recorded again
+        # Bounded; fails open (None): SendFleet's own 401 still answers, and is recorded again.
+        stamp = shared_cache.get(self.cache_alias, self.cache_key)
         if not isinstance(stamp, int | float):
             return None
         until = datetime.fromtimestamp(stamp, UTC)

@@ -6,18 +6,21 @@ so an idle sender's burst of up to N goes out at once and only the excess waits:
 
 - Django's ``RedisCache``: one Lua script per acquisition (trim, count, add or answer the
   wait), atomic on the server and timed by the Redis server's clock, so machines with skewed
-  clocks agree.
+  clocks agree. Each call ends within what is left of the send's wait (``bounded_redis``).
 - Any other cache: the same log under a short lock taken with ``cache.add``; atomic as far as
   the backend's ``add`` is.
 - ``DummyCache``, which stores nothing: a log in this process's memory.
 
 LocMemCache and DummyCache are per process: ``is_shared()`` says so, for the system check.
+
+A cache that fails (down, or too slow to answer in time) lets sends through without waiting,
+and this process then leaves it alone for a while (``shared_cache``), so an outage costs one
+bounded wait and one warning, not one per send.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import math
 import random
@@ -32,6 +35,8 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache  # imports redis only when used
 
+from . import shared_cache
+from .bounded_redis import Script, evaluate
 from .exceptions import SendFleetRateLimitWait
 
 if TYPE_CHECKING:
@@ -52,7 +57,7 @@ LOCK_TIMEOUT = 5
 # KEYS[1]: a sorted set of admitted requests, scored by Redis server time in microseconds.
 # ARGV: the most requests per window, the window in microseconds, a unique member.
 # Returns 0 when admitted, else the microseconds until enough old entries leave the window.
-SLIDING_LOG_SCRIPT = """
+SLIDING_LOG_SCRIPT = Script("""
 if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5: TIME, then write
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -67,8 +72,7 @@ if count < limit then
 end
 local freeing = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
 return math.max(1, tonumber(freeing[2]) + window - now)
-"""
-SLIDING_LOG_SHA = hashlib.sha1(SLIDING_LOG_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+""")
 
 
 def default_margin(seconds: float) -> float:
@@ -134,11 +138,11 @@ class SlidingWindowLimiter:
         """Take a slot, sleeping for one if needed; return the seconds waited.
 
         Raises ``SendFleetRateLimitWait`` without sleeping when the slot is further away than
-        what is left of ``max_wait``.
+        what is left of ``max_wait``. Each call to the cache is bounded by what is left too.
         """
         started = time.monotonic()
         while True:
-            wait = self.try_acquire()
+            wait = self.try_acquire(timeout=max_wait - (time.monotonic() - started))
             waited = time.monotonic() - started
             if wait == 0.0:
                 return waited
@@ -152,47 +156,39 @@ class SlidingWindowLimiter:
             # Another sender may take the slot first; then the loop waits for the next one.
             time.sleep(wait)
 
-    def try_acquire(self) -> float:
-        """Take a slot if one is free: 0.0 when taken, else the seconds until one frees up."""
-        cache = caches[self.cache_alias]
+    def try_acquire(self, timeout: float | None = None) -> float:
+        """Take a slot if one is free: 0.0 when taken, else the seconds until one frees up.
+
+        The cache gets ``timeout`` seconds to answer (``shared_cache.call``'s default if None):
+        on Redis a bound on the call, elsewhere on the wait for the lock. A cache that fails,
+        or is left alone after failing, answers 0.0 (fail open): SendFleet's own throttle still
+        holds (its 429s are retried), and an outage of the cache must not stop email.
+        """
         window = self.seconds + self.margin
-        try:
+        if isinstance(caches[self.cache_alias], DummyCache):
+            return _process_logs.try_acquire(self._base_key, self.requests, window)
+
+        def take_slot(cache: BaseCache, seconds: float) -> float:
             if isinstance(cache, RedisCache):
-                return self._try_on_redis(cache, window)
-            if isinstance(cache, DummyCache):
-                return _process_logs.try_acquire(self._base_key, self.requests, window)
-            return self._try_with_cache_lock(cache, window)
-        except Exception as error:
-            # Fail open: SendFleet's own throttle still holds (its 429s are retried), and an
-            # outage of the cache should not stop email.
-            logger.warning(
-                "SendFleet rate limiter: cache %r failed (%s: %s); sending without waiting.",
-                self.cache_alias,
-                type(error).__name__,
-                error,
-            )
-            return 0.0
+                return self._try_on_redis(cache, window, seconds)
+            return self._try_with_cache_lock(cache, window, seconds)
 
-    def _try_on_redis(self, cache: RedisCache, window: float) -> float:
-        from redis.exceptions import NoScriptError
+        return shared_cache.call(self.cache_alias, take_slot, 0.0, timeout)
 
+    def _try_on_redis(self, cache: RedisCache, window: float, timeout: float) -> float:
         key = cache.make_key(self._base_key)
-        # Django has no public way to the redis-py client; _cache is its RedisCacheClient.
-        client = cache._cache.get_client(key, write=True)
         args = (self.requests, round(window * 1_000_000), uuid.uuid4().hex)
-        try:
-            microseconds = client.evalsha(SLIDING_LOG_SHA, 1, key, *args)
-        except NoScriptError:  # first use on this server, or after SCRIPT FLUSH: EVAL loads it
-            microseconds = client.eval(SLIDING_LOG_SCRIPT, 1, key, *args)
+        microseconds = evaluate(cache, SLIDING_LOG_SCRIPT, key, args, timeout)
         return int(microseconds) / 1_000_000
 
-    def _try_with_cache_lock(self, cache: BaseCache, window: float) -> float:
+    def _try_with_cache_lock(self, cache: BaseCache, window: float, timeout: float) -> float:
         lock_key = self._base_key + ":lock"
         token = uuid.uuid4().hex
-        give_up = time.monotonic() + 2 * LOCK_TIMEOUT  # a dead holder's lock expires before
+        # A dead holder's lock expires after LOCK_TIMEOUT; the caller may not wait that long.
+        give_up = time.monotonic() + min(2 * LOCK_TIMEOUT, timeout)
         while not cache.add(lock_key, token, LOCK_TIMEOUT):
             if time.monotonic() > give_up:
-                raise TimeoutError(f"could not take the lock {lock_key!r}")
+                raise TimeoutError(f"could not take the lock {lock_key!r} in {timeout:.2f} s")
             time.sleep(random.uniform(0.001, 0.005))
         try:
             log: list[float] = cache.get(self._base_key) or []

@@ -11,18 +11,21 @@ import logging
 import math
 import multiprocessing
 import random
+import signal
 import socket
+import subprocess
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 
+from django_sendfleet import shared_cache
 from django_sendfleet.exceptions import SendFleetError
 from django_sendfleet.ratelimit import (
     SendFleetRateLimitWait,
@@ -391,3 +394,173 @@ def test_threads_sharing_a_per_process_cache_keep_to_the_limit(settings: Any, ba
             thread.join(timeout=30)
         assert not failures, failures[0]
         _assert_never_throttled(sandbox, threads_count * each)
+
+
+# A stalled Redis: the server process frozen with SIGSTOP, so connections are accepted by the
+# kernel and commands sent, but nothing is ever answered (as with a Redis swapping, paused by
+# its host, or behind a dead network path). Each call the limiter makes is bounded by what is
+# left of the send's wait budget, and after a failure this process leaves the cache alone for
+# a while: a stalled cache costs one bounded wait, not one per recipient.
+
+
+class FreezableRedis:
+    """A redis-server of this test's own, which the test can freeze and thaw."""
+
+    def __init__(self, directory: Any) -> None:
+        import shutil
+
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip("redis-server is not on PATH")
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        command = [server, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.frozen = False
+
+    def wait_until_ready(self) -> None:
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        pytest.fail("redis-server did not start")
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        self.thaw()  # a stopped process cannot act on SIGTERM
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def freezable_redis(settings: Any, tmp_path: Any) -> Iterator[FreezableRedis]:
+    """A fresh redis-server as the default cache, thawed and stopped after the test; and no
+    cache failure remembered from another test."""
+    pytest.importorskip("redis")
+    server = FreezableRedis(tmp_path)
+    try:
+        server.wait_until_ready()
+        settings.CACHES = {"default": _redis_cache(server.url)}
+        shared_cache.forget_failures()
+        yield server
+    finally:
+        server.stop()
+        shared_cache.forget_failures()
+
+
+def _in_thread(action: Callable[[], Any], timeout: float) -> Timed:
+    """Run ``action`` in a thread: a stall fails the test instead of hanging it (redis-py 5
+    waits for a frozen server forever)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    start = time.monotonic()
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still waiting after {timeout} s"
+    (value,) = outcome
+    if isinstance(value, BaseException):
+        raise value
+    return Timed(value, start, time.monotonic())
+
+
+def _cache_warnings(caplog: Any) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "django_sendfleet"
+        and record.levelno >= logging.WARNING
+        and "rate limiter" in record.getMessage()
+    ]
+
+
+#: MAX_RETRY_WAIT in these tests; the stalled sends must end within a few times it.
+BUDGET = 1.0
+
+
+def test_a_frozen_redis_costs_one_bounded_wait_per_process(
+    freezable_redis: FreezableRedis, sendfleet_settings: Any, sandbox: Any, caplog: Any
+) -> None:
+    from django.core.mail import send_mail
+
+    sendfleet_settings.update(RATE_LIMIT="60/min", MAX_RETRY_WAIT=BUDGET)
+    # No database: the sends run in a thread, outside the test's transaction.
+    sendfleet_settings.update(SEND_LOG=False, CHECK_SUPPRESSIONS=False)
+    recipients = [f"user{number}@example.net" for number in range(4)]
+    send_mail("Hi", "Body", "shop@example.com", [recipients[0]])  # the limiter works on Redis
+    freezable_redis.freeze()
+    with caplog.at_level(logging.INFO, logger="django_sendfleet"):
+        sent = _in_thread(lambda: send_mail("Hi", "Body", "shop@example.com", recipients), 30)
+        again = _in_thread(lambda: send_mail("Hi", "Body", "shop@example.com", recipients), 30)
+    assert sent.value == again.value == 1
+    # One bounded wait for the first call to the frozen server, then none: the cache is left
+    # alone. (Before: 5 s per recipient with redis-py 8, forever with redis-py 5.)
+    assert sent.end - sent.start < 4 * BUDGET
+    assert again.end - again.start < BUDGET
+    assert [r.status for r in sandbox.requests if r.payload].count(200) == 9  # fail open
+    (warning,) = _cache_warnings(caplog)
+    assert "TimeoutError" in warning.getMessage()
+
+
+@pytest.mark.parametrize("budget", [0.3, 2.0])
+def test_a_limiter_call_waits_no_longer_than_its_budget(
+    freezable_redis: FreezableRedis, budget: float
+) -> None:
+    limiter = _limiter("default")
+    assert limiter.try_acquire() == 0.0
+    freezable_redis.freeze()
+    waited = _in_thread(lambda: limiter.acquire(max_wait=budget), 30)
+    assert waited.value <= waited.end - waited.start
+    assert budget * 0.9 <= waited.end - waited.start < budget + 2  # the budget, not 5 s or more
+
+
+def test_the_limiter_uses_redis_again_once_it_answers(
+    freezable_redis: FreezableRedis, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    monkeypatch.setattr(shared_cache, "SKIP_CACHE_AFTER_FAILURE", 0.5)
+    limiter = _limiter("default", requests=1, seconds=10)  # on Redis, a second call must wait
+
+    def calls_wait() -> bool:
+        """Two calls in a row: the second waits on Redis, not when the cache is skipped."""
+        limiter.try_acquire(timeout=0.2)
+        return _in_thread(lambda: limiter.try_acquire(timeout=0.2), 30).value > 0
+
+    freezable_redis.freeze()
+    with caplog.at_level(logging.INFO, logger="django_sendfleet"):
+        assert not calls_wait()  # the first call fails (0.2 s), the second skips the cache
+        time.sleep(0.6)
+        assert not calls_wait()  # tried again: still frozen
+        freezable_redis.thaw()
+        assert not calls_wait()  # skipped for a while after the last failure
+        time.sleep(0.6)
+        assert calls_wait()  # back on Redis
+    assert redis.Redis.from_url(freezable_redis.url).zcard(limiter.cache_key) >= 1
+    assert len(_cache_warnings(caplog)) == 1  # one warning for the whole outage
+    assert any("answers again" in record.getMessage() for record in caplog.records)
