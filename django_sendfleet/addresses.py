@@ -93,8 +93,10 @@ def _parse_text(text: str, field: str) -> ParsedAddress:
     refuse_unsafe_header_text(text, field)
     fast = None if "=?" in text else _FAST_ADDRESS.fullmatch(text)  # "=?": RFC 2047 encoded
     if fast:
-        name = " ".join((fast["name"] or "").split())  # as the parser folds the phrase
-        return _as_sent(name, fast["local"], fast["domain"], field, text)
+        # ASCII throughout and a dot-atom local part: the address is sent as written (IDNA
+        # leaves an ASCII domain alone; validate_email refuses the labels it would refuse).
+        name = " ".join(fast["name"].split()) if fast["name"] else ""  # folded as the parser does
+        return _checked(ParsedAddress(name, f"{fast['local']}@{fast['domain']}"), field, text)
     if _too_many_parts(text):
         raise SendFleetInvalidMessage(
             f"{field}: {text[:40]!r}... has more than {MAX_PARTS} words and symbols; write one "
@@ -151,17 +153,22 @@ def _as_sent(
         raise SendFleetInvalidMessage(
             f"{field}: {text!r}: the domain {domain!r} is not a valid (IDNA) domain name."
         ) from None
-    refuse_unsafe_header_text(addr_spec, field)
-    if len(addr_spec) > MAX_ADDRESS_LENGTH:
+    refuse_unsafe_header_text(addr_spec, field)  # decoded encoded words may hide anything
+    return _checked(ParsedAddress(name, addr_spec), field, text)
+
+
+def _checked(address: ParsedAddress, field: str, text: str) -> ParsedAddress:
+    """The address if the API accepts it as sent: its length, then the API's validator."""
+    if len(address.addr_spec) > MAX_ADDRESS_LENGTH:
         raise SendFleetInvalidMessage(
-            f"{field}: the address is {len(addr_spec)} characters as sent; at most "
+            f"{field}: the address is {len(address.addr_spec)} characters as sent; at most "
             f"{MAX_ADDRESS_LENGTH} are allowed."
         )
     try:
-        validate_email(addr_spec)
+        validate_email(address.addr_spec)
     except ValidationError:
         raise SendFleetInvalidMessage(f"{field}: {text!r} is not a valid email address.") from None
-    return ParsedAddress(name, addr_spec)
+    return address
 
 
 def _non_ascii_local_part(field: str, text: str) -> SendFleetInvalidMessage:
