@@ -1,13 +1,10 @@
-"""HTTP to SendFleet: one session per opened backend, one request per payload, retries as the
-error table prescribes.
-"""
+"""HTTP to SendFleet: one session per opened backend, one request per payload, no retries."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -15,13 +12,15 @@ from urllib3.exceptions import NewConnectionError
 
 from . import __version__, error_table, transports
 from .exceptions import (
+    SendFleetConnectionFailed,
     SendFleetError,
     SendFleetMalformedResponse,
     SendFleetNetworkError,
-    SendFleetRateLimitWait,
 )
-from .ratelimit import SlidingWindowLimiter
 from .redaction import redact
+
+if TYPE_CHECKING:
+    from .conf import SendFleetSettings
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -43,30 +42,22 @@ class Accepted:
     warnings: list[str]
     response: requests.Response
     attempts: int
-    #: Seconds from the first attempt to the answer, waits included.
-    duration: float
-    body: dict[str, Any] = field(default_factory=dict)
 
 
 class SendFleetClient:
-    """Posts payloads to the send endpoint over one reused connection."""
+    """Posts payloads to the send endpoint over one reused connection. One attempt per call:
+    retries, waits and the rate limiter belong to the send path (``sending.py``)."""
 
-    def __init__(
-        self,
-        *,
-        api_url: str,
-        api_key: str,
-        timeout: float | tuple[float, float],
-        max_retry_wait: float,
-        rate_limiter: SlidingWindowLimiter | None = None,
-    ) -> None:
+    def __init__(self, *, api_url: str, api_key: str, timeout: float | tuple[float, float]) -> None:
         self.api_url = api_url
-        #: Paces every attempt, retries included, with every other process using the key.
-        self.rate_limiter = rate_limiter
         self._api_key = api_key
         self.timeout = timeout
-        self.max_retry_wait = max_retry_wait
         self._session: requests.Session | None = None
+
+    @classmethod
+    def for_settings(cls, settings: SendFleetSettings) -> SendFleetClient:
+        """The client a mailer's settings describe: the one place that builds it."""
+        return cls(api_url=settings.api_url, api_key=settings.api_key, timeout=settings.timeout)
 
     def __repr__(self) -> str:
         # Never the key.
@@ -92,53 +83,6 @@ class SendFleetClient:
             self._session.close()
             self._session = None
 
-    def send(self, payload: dict[str, Any]) -> Accepted:
-        """POST one payload, retrying what the error table allows within ``max_retry_wait``.
-
-        Returns ``Accepted`` or raises the ``SendFleetError`` of the last attempt, with
-        ``attempts`` set.
-        """
-        opened_here = self.open()
-        started = time.monotonic()
-        waited = 0.0
-        attempt = 0
-        try:
-            while True:
-                attempt += 1
-                try:
-                    if self.rate_limiter is not None:
-                        waited += self.rate_limiter.acquire(max(self.max_retry_wait - waited, 0))
-                    return self.attempt(payload, attempt=attempt, started=started)
-                except SendFleetRateLimitWait as error:
-                    # No slot within MAX_RETRY_WAIT: nothing was sent by this attempt.
-                    error.attempts = attempt - 1
-                    error.recipient, error.payload = payload.get("to"), payload
-                    raise
-                except SendFleetError as error:
-                    error.attempts = attempt
-                    wait = error_table.retry_wait(error, attempt)
-                    if wait is None:
-                        raise
-                    if waited + wait > self.max_retry_wait:
-                        error.detail += (
-                            f" (not retried: waiting {wait:.1f} s more would pass "
-                            f"MAX_RETRY_WAIT={self.max_retry_wait:g} s)"
-                        )
-                        error.args = (error.detail,)
-                        raise
-                    logger.info(
-                        "SendFleet %s for %s; retry %d in %.1f s",
-                        error.error_code,
-                        payload.get("to"),
-                        attempt,
-                        wait,
-                    )
-                    wait_before_retry(wait)
-                    waited += wait
-        finally:
-            if opened_here:
-                self.close()
-
     def _without_key(self, error: SendFleetError) -> SendFleetError:
         """A gateway may echo the request's headers back: keep the key out of the error."""
         secrets = (self._api_key, self._api_key.partition(".")[2])
@@ -150,14 +94,10 @@ class SendFleetClient:
             error.cause = redact(error.cause, secrets)
         return error
 
-    def attempt(
-        self, payload: dict[str, Any], *, attempt: int = 1, started: float | None = None
-    ) -> Accepted:
-        """One POST, no retry: the queued backend schedules its own retries."""
-        if started is None:
-            started = time.monotonic()
-        if self._session is None:
-            raise RuntimeError("SendFleetClient.open() first.")
+    def attempt(self, payload: dict[str, Any], *, attempt: int = 1) -> Accepted:
+        """One POST, no retry. Returns ``Accepted`` or raises the answer's ``SendFleetError``."""
+        self.open()
+        assert self._session is not None
         context: dict[str, Any] = {"payload": payload, "recipient": payload.get("to")}
         try:
             response = self._session.post(self.api_url, json=payload, timeout=self.timeout)
@@ -192,25 +132,16 @@ class SendFleetClient:
             warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)],
             response=response,
             attempts=attempt,
-            duration=time.monotonic() - started,
-            body=body,
         )
 
 
 def _network_error(error: requests.RequestException, **context: Any) -> SendFleetNetworkError:
     """Say whether the request may have reached SendFleet, which decides if a retry is safe."""
     reached = not _never_connected(error)
-    code = "network_error" if reached else "connection_failed"
+    kind = SendFleetNetworkError if reached else SendFleetConnectionFailed
     what = "may have been sent" if reached else "was not sent"
     cause = f"{type(error).__name__}: {error}"
-    return SendFleetNetworkError(
-        f"{cause} (the email {what})",
-        may_have_been_sent=reached,
-        cause=cause,
-        error_code=code,
-        retryable=error_table.SPECS_BY_CODE[code].retryable,
-        **context,
-    )
+    return kind(f"{cause} (the email {what})", cause=cause, **context)
 
 
 def _never_connected(error: requests.RequestException) -> bool:

@@ -58,6 +58,27 @@ class ErrorSpec:
     def max_attempts(self) -> int:
         return 1 + len(self.backoff)
 
+    @property
+    def retry_description(self) -> str:
+        """How this failure is retried, in words: for the docs and the admin alike."""
+        if not self.retryable:
+            return "Not retried."
+        if not self.backoff:  # rate_limit_wait: nothing was attempted, so nothing to retry
+            return (
+                "Not retried by this send, since nothing was sent: send it again later. The "
+                "queued worker does so when a slot is free."
+            )
+        waits = ", ".join(
+            f"{low:g}" if low == high else f"{low:g}-{high:g}" for low, high in self.backoff
+        )
+        count = len(self.backoff)
+        text = f"Retried up to {count} {'time' if count == 1 else 'times'} after {waits} s"
+        if self.honours_retry_after:
+            text += (
+                f" (or after Retry-After, if the answer has one; at least {self.backoff[0][0]:g} s)"
+            )
+        return text + f": {self.max_attempts} attempts in all, within MAX_RETRY_WAIT."
+
 
 def _exponential(first: float, count: int) -> tuple[tuple[float, float], ...]:
     return tuple((first * 2**n, first * 2**n) for n in range(count))
@@ -222,7 +243,7 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
     ErrorSpec(
         "gateway_error",
         None,
-        exc.SendFleetServerError,
+        exc.SendFleetGatewayError,
         False,
         sent_by_api=False,
         recipient_status="unknown",
@@ -254,7 +275,7 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
     ErrorSpec(
         "connection_failed",
         None,
-        exc.SendFleetNetworkError,
+        exc.SendFleetConnectionFailed,
         True,
         backoff=_QUEUE_BACKOFF,
         sent_by_api=False,
@@ -350,14 +371,26 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
 )
 
 SPECS_BY_CODE: Mapping[str, ErrorSpec] = {spec.code: spec for spec in ERROR_TABLE}
-# The rows chosen by HTTP status alone, for answers whose ``error`` is absent or unknown.
-_SPEC_BY_STATUS: Mapping[int, ErrorSpec] = {
-    400: SPECS_BY_CODE["validation_error"],
-    401: SPECS_BY_CODE["authentication_failed"],
-    403: SPECS_BY_CODE["forbidden"],
-    429: SPECS_BY_CODE["rate_limited"],
-    500: SPECS_BY_CODE["server_error"],
+SPECS_BY_EXCEPTION: Mapping[type[exc.SendFleetError], ErrorSpec] = {
+    spec.exception: spec for spec in ERROR_TABLE
 }
+# The rows chosen by HTTP status alone, for answers whose ``error`` is absent or unknown: the
+# library's own names for an HTTP status (400, 401, 403, 429, 500).
+_SPEC_BY_STATUS: Mapping[int, ErrorSpec] = {
+    spec.http_status: spec
+    for spec in ERROR_TABLE
+    if spec.http_status is not None and not spec.sent_by_api
+}
+
+
+def bind_exceptions() -> None:
+    """Give each row's exception class its code and retryability: the table is their source."""
+    for spec in ERROR_TABLE:
+        spec.exception.error_code = spec.code
+        spec.exception.retryable_by_default = spec.retryable
+
+
+bind_exceptions()
 
 
 def spec_for_code(code: str | None) -> ErrorSpec | None:
@@ -377,7 +410,12 @@ def spec_for_answer(status: int, api_code: str | None) -> ErrorSpec:
 
 
 def spec_for_error(error: exc.SendFleetError) -> ErrorSpec:
-    return SPECS_BY_CODE.get(error.error_code or "") or SPECS_BY_CODE["api_error"]
+    """The row of the error's class (or of its nearest class in the table, for a subclass)."""
+    for cls in type(error).__mro__:
+        spec = SPECS_BY_EXCEPTION.get(cls)
+        if spec is not None:
+            return spec
+    raise LookupError(f"{type(error).__name__} has no row in the SendFleet error table")
 
 
 def error_for_response(response: requests.Response, **context: Any) -> exc.SendFleetAPIError:
@@ -385,13 +423,7 @@ def error_for_response(response: requests.Response, **context: Any) -> exc.SendF
     body = _json_object(response)
     api_code = body.get("error") if isinstance(body.get("error"), str) else None
     spec = spec_for_answer(response.status_code, api_code)
-    kwargs: dict[str, Any] = {
-        "response": response,
-        "status_code": response.status_code,
-        "error_code": spec.code,
-        "retryable": spec.retryable,
-        **context,
-    }
+    kwargs: dict[str, Any] = {"response": response, "status_code": response.status_code, **context}
     detail = body.get("detail")
     if spec.exception is exc.SendFleetValidationError:
         kwargs["field_errors"] = body

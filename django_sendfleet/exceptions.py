@@ -1,7 +1,9 @@
 """Every way a send through SendFleet can fail, as exception classes.
 
-Which HTTP answer maps to which class, and whether it is retried, is decided in one place:
-``django_sendfleet.error_table``. These classes only carry the facts of one failure.
+Which HTTP answer maps to which class, its ``error_code`` and whether it is retried are decided
+in one place, ``django_sendfleet.error_table``: each row of the table names one class here, and
+gives the class its code and retryability (``error_table.bind_exceptions``). These classes only
+carry the facts of one failure.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ class SendFleetConfigurationError(ImproperlyConfigured):
 class SendFleetError(Exception):
     """Base class of every error raised while sending through SendFleet."""
 
-    #: The API's ``error`` value, or the library's name for answers that carry none.
+    #: The API's ``error`` value, or the library's name for answers that carry none; set on
+    #: each class by its row of the error table.
     error_code: str | None = None
+    #: Whether the table's row allows a retry; an instance may know better (``retryable``).
+    retryable_by_default: bool = False
 
     def __init__(
         self,
@@ -36,8 +41,7 @@ class SendFleetError(Exception):
         payload: dict[str, Any] | None = None,
         response: requests.Response | None = None,
         status_code: int | None = None,
-        error_code: str | None = None,
-        retryable: bool = False,
+        retryable: bool | None = None,
         attempts: int = 0,
     ) -> None:
         super().__init__(detail)
@@ -47,9 +51,7 @@ class SendFleetError(Exception):
         self.payload = payload
         self.response = response
         self.status_code = status_code
-        if error_code is not None:
-            self.error_code = error_code
-        self.retryable = retryable
+        self.retryable = type(self).retryable_by_default if retryable is None else retryable
         #: How many HTTP requests were made for this recipient before giving up.
         self.attempts = attempts
 
@@ -69,16 +71,12 @@ class SendFleetError(Exception):
 class SendFleetInvalidMessage(SendFleetError, ValueError):
     """The message cannot be sent as it is; it was refused locally and no request was made."""
 
-    error_code = "invalid_message"
-
 
 class SendFleetUnsupportedFeature(SendFleetError, ValueError):
     """The message uses something the SendFleet API cannot carry (attachments, custom headers...).
 
     Set ``SENDFLEET["IGNORE_UNSUPPORTED_FEATURES"] = True`` to drop such parts instead.
     """
-
-    error_code = "unsupported_feature"
 
 
 class SendFleetRecipientsRefused(SendFleetError):
@@ -87,8 +85,6 @@ class SendFleetRecipientsRefused(SendFleetError):
     Set ``SENDFLEET["IGNORE_RECIPIENT_STATUS"] = True`` to report this only in
     ``message.anymail_status``.
     """
-
-    error_code = "recipients_refused"
 
 
 class SendFleetNetworkError(SendFleetError):
@@ -99,23 +95,23 @@ class SendFleetNetworkError(SendFleetError):
     the email twice.
     """
 
-    error_code = "network_error"
+    may_have_been_sent = True
 
-    def __init__(
-        self, detail: str = "", *, may_have_been_sent: bool, cause: str = "", **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("retryable", not may_have_been_sent)
+    def __init__(self, detail: str = "", *, cause: str = "", **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
-        self.may_have_been_sent = may_have_been_sent
         #: The underlying error's type and text, secrets redacted. The error itself is not
         #: chained (``__cause__``): its frames hold the request's headers, and so the API key.
         self.cause = cause
 
 
+class SendFleetConnectionFailed(SendFleetNetworkError):
+    """The connection to SendFleet could not be opened: nothing was sent, so a retry is safe."""
+
+    may_have_been_sent = False
+
+
 class SendFleetLeaseExpired(SendFleetError):
     """A queued send's worker stopped mid-send: the email may have been sent. Never resent."""
-
-    error_code = "lease_expired"
 
 
 class SendFleetRateLimitWait(SendFleetError):
@@ -124,10 +120,7 @@ class SendFleetRateLimitWait(SendFleetError):
     ``retry_after`` is the seconds until the limiter expected a free slot.
     """
 
-    error_code = "rate_limit_wait"
-
     def __init__(self, detail: str = "", *, retry_after: float, **kwargs: Any) -> None:
-        kwargs.setdefault("retryable", True)
         super().__init__(detail, **kwargs)
         self.retry_after = retry_after
 
@@ -141,19 +134,13 @@ class SendFleetWebhookValidationError(SendFleetError, SuspiciousOperation):
 class SendFleetAPIError(SendFleetError):
     """SendFleet answered, but not with a usable 2xx."""
 
-    error_code = "api_error"
-
 
 class SendFleetMalformedResponse(SendFleetAPIError):
     """A 2xx answer without the JSON body the API documents: the email may have been queued."""
 
-    error_code = "malformed_response"
-
 
 class SendFleetValidationError(SendFleetAPIError):
     """400: the API refused the payload; ``field_errors`` holds its field -> messages dict."""
-
-    error_code = "validation_error"
 
     def __init__(
         self, detail: str = "", *, field_errors: dict[str, Any] | None = None, **kwargs: Any
@@ -168,15 +155,12 @@ class SendFleetAuthenticationError(SendFleetAPIError):
     ``refused_until``: the key is not used again before then (``key_guard.py``).
     """
 
-    error_code = "authentication_failed"
     refused_until: datetime | None = None
 
 
 class SendFleetKeyRefused(SendFleetError):
     """SendFleet refused this API key (401) a moment ago: it is not used until ``refused_until``,
     so that refusals never add up to SendFleet's IP block. Nothing was sent."""
-
-    error_code = "key_refused"
 
     def __init__(self, detail: str = "", *, refused_until: datetime, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
@@ -186,19 +170,13 @@ class SendFleetKeyRefused(SendFleetError):
 class SendFleetForbidden(SendFleetAPIError):
     """403: the key works, but the account or domain cannot send. Fix it in the dashboard."""
 
-    error_code = "forbidden"
-
 
 class SendFleetAccountNotAuthorized(SendFleetForbidden):
     """403 ``unauthorized``: account email unverified, not approved for Shared, or no plan."""
 
-    error_code = "unauthorized"
-
 
 class SendFleetSendingSuspended(SendFleetForbidden):
     """403 ``sending_suspended``: the account's sending is suspended."""
-
-    error_code = "sending_suspended"
 
 
 class SendFleetDomainError(SendFleetForbidden):
@@ -206,37 +184,31 @@ class SendFleetDomainError(SendFleetForbidden):
 
 
 class SendFleetDomainNotRegistered(SendFleetDomainError):
-    error_code = "domain_not_registered"
+    """403 ``domain_not_registered``: the sender's domain is not in the account."""
 
 
 class SendFleetDomainNotVerified(SendFleetDomainError):
-    error_code = "domain_not_verified"
+    """403 ``domain_not_verified``: the domain's TXT ownership record is not confirmed."""
 
 
 class SendFleetDKIMNotVerified(SendFleetDomainError):
-    error_code = "dkim_not_verified"
+    """403 ``dkim_not_verified``: the domain's DKIM records are not confirmed."""
 
 
 class SendFleetDomainModeMismatch(SendFleetDomainError):
-    error_code = "domain_mode_mismatch"
+    """403 ``domain_mode_mismatch``: the domain's mode (BYOC/Shared) is not the plan's."""
 
 
 class SendFleetRecipientSuppressed(SendFleetAPIError):
     """422 ``recipient_suppressed``: never send to this address again."""
 
-    error_code = "recipient_suppressed"
-
 
 class SendFleetUsageLimitExceeded(SendFleetAPIError):
     """429 ``usage_limit_exceeded``: the monthly quota is used up until the 1st or an upgrade."""
 
-    error_code = "usage_limit_exceeded"
-
 
 class SendFleetRateLimited(SendFleetAPIError):
     """429 without an ``error``: the per-key rate limit (60 requests a minute)."""
-
-    error_code = "rate_limited"
 
     def __init__(self, detail: str = "", *, retry_after: float | None = None, **kwargs: Any):
         super().__init__(detail, **kwargs)
@@ -246,16 +218,14 @@ class SendFleetRateLimited(SendFleetAPIError):
 class SendFleetServerError(SendFleetAPIError):
     """500 or another unexpected 5xx from SendFleet."""
 
-    error_code = "server_error"
+
+class SendFleetGatewayError(SendFleetServerError):
+    """A 5xx SendFleet does not document (a proxy's 504, say): the email may have been queued."""
 
 
 class SendFleetQueueError(SendFleetServerError):
     """502 ``queue_error``: SendFleet could not enqueue the email; safe to retry."""
 
-    error_code = "queue_error"
-
 
 class SendFleetBYOCNotConfigured(SendFleetServerError):
     """503 ``byoc_not_configured``: SendFleet's own relay is misconfigured; contact support."""
-
-    error_code = "byoc_not_configured"

@@ -12,31 +12,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from django_sendfleet.error_table import ERROR_TABLE, ErrorSpec
-from django_sendfleet.exceptions import SendFleetServerError
+from django_sendfleet.exceptions import SendFleetGatewayError
 
 TARGET = Path(__file__).resolve().parent / "errors.md"
-
-
-def _retry(spec: ErrorSpec) -> str:
-    if not spec.retryable:
-        return "never"
-    if not spec.backoff:  # rate_limit_wait: nothing was attempted, so there is nothing to retry
-        return "not by this send (nothing was sent); send it again later: the queued worker does"
-    waits = ", ".join(
-        f"{low:g}" if low == high else f"{low:g}-{high:g}" for low, high in spec.backoff
-    )
-    count = len(spec.backoff)
-    text = f"up to {count} {'retry' if count == 1 else 'retries'} after {waits} s"
-    if spec.honours_retry_after:
-        first = spec.backoff[0][0]
-        text += f" (or as long as `Retry-After` says, if present; at least {first:g} s)"
-    return text
 
 
 def _http(spec: ErrorSpec) -> str:
     if spec.http_status:
         return str(spec.http_status)
-    return "other 5xx" if issubclass(spec.exception, SendFleetServerError) else "-"
+    return "other 5xx" if spec.exception is SendFleetGatewayError else "-"
 
 
 def render() -> str:
@@ -64,7 +48,7 @@ def render() -> str:
         }[spec.batch_effect.value]
         lines.append(
             f"| {code} | {_http(spec)} | `{spec.exception.__name__}` | "
-            f"{_retry(spec)} | {effect} | `{spec.recipient_status}` |"
+            f"{spec.retry_description} | {effect} | `{spec.recipient_status}` |"
         )
     lines += ["", "## What each error means and what to do", ""]
     for spec in ERROR_TABLE:

@@ -41,7 +41,7 @@ def answer(status, body=None, headers=None, text=None):
         (500, {"error": "anything"}, exc.SendFleetServerError, True),
         (502, {"error": "queue_error"}, exc.SendFleetQueueError, True),
         (503, {"error": "byoc_not_configured"}, exc.SendFleetBYOCNotConfigured, False),
-        (504, {}, exc.SendFleetServerError, False),
+        (504, {}, exc.SendFleetGatewayError, False),
         (404, {"detail": "Not found."}, exc.SendFleetAPIError, False),
     ],
 )
@@ -68,7 +68,8 @@ def test_validation_error_keeps_the_field_errors_and_describes_them():
 
 def test_non_json_error_body_still_maps_by_status():
     error = error_table.error_for_response(answer(502, text="<html>Bad Gateway</html>"))
-    assert type(error) is exc.SendFleetServerError and not error.retryable
+    assert type(error) is exc.SendFleetGatewayError and not error.retryable
+    assert isinstance(error, exc.SendFleetServerError)
 
 
 @pytest.mark.parametrize(
@@ -77,11 +78,8 @@ def test_non_json_error_body_still_maps_by_status():
 )
 def test_backoff_schedules(code, waits):
     spec = error_table.SPECS_BY_CODE[code]
-    error = (
-        spec.exception("x", error_code=code, retryable=True, may_have_been_sent=False)
-        if spec.exception is exc.SendFleetNetworkError
-        else spec.exception("x", retryable=True)
-    )
+    error = spec.exception("x")
+    assert error.retryable
     assert [error_table.retry_wait(error, n) for n in range(1, 5)] == waits
 
 
@@ -104,7 +102,8 @@ def test_retry_after_as_an_http_date():
 
 
 def test_maybe_sent_network_error_is_never_retried():
-    error = exc.SendFleetNetworkError("x", may_have_been_sent=True, error_code="network_error")
+    error = exc.SendFleetNetworkError("x")
+    assert error.may_have_been_sent and error.error_code == "network_error"
     assert error_table.retry_wait(error, 1) is None
 
 
@@ -117,6 +116,74 @@ def test_every_exception_class_has_a_row():
         if isinstance(cls, type) and issubclass(cls, exc.SendFleetError) and cls not in abstract
     }
     assert concrete <= classes, concrete - classes
+
+
+# The contract between the table and the exception classes.
+
+
+@pytest.mark.parametrize("spec", error_table.ERROR_TABLE, ids=lambda spec: spec.code)
+def test_each_row_gives_its_own_class_its_code_and_retryability(spec):
+    assert spec.exception.error_code == spec.code
+    assert spec.exception.retryable_by_default is spec.retryable
+    required = {"rate_limit_wait": {"retry_after": 1.0}, "key_refused": {"refused_until": None}}
+    error = spec.exception("x", **required.get(spec.code, {}))
+    assert error.error_code == spec.code and error.retryable is spec.retryable
+    assert error_table.spec_for_error(error) is spec
+
+
+def test_no_two_rows_share_a_class():
+    assert len(error_table.SPECS_BY_EXCEPTION) == len(error_table.ERROR_TABLE)
+
+
+def test_the_exceptions_module_states_no_code_of_the_table():
+    """The codes live in the table alone: a class attribute there could silently disagree."""
+    source = (Path(exc.__file__)).read_text()
+    for spec in error_table.ERROR_TABLE:
+        assert f'"{spec.code}"' not in source, spec.code
+
+
+def test_an_error_outside_the_table_is_a_loud_error_not_a_silent_fallback():
+    class Stray(exc.SendFleetError):
+        pass
+
+    with pytest.raises(LookupError):
+        error_table.spec_for_error(Stray("x"))
+
+    # A subclass of a row's class takes that row.
+    class MyQueueError(exc.SendFleetQueueError):
+        pass
+
+    assert error_table.spec_for_error(MyQueueError("x")).code == "queue_error"
+
+
+def test_answers_without_a_code_map_by_status_to_the_librarys_rows():
+    by_status = {
+        status: error_table.spec_for_answer(status, None).code for status in (400, 401, 403, 429)
+    }
+    assert by_status == {
+        400: "validation_error",
+        401: "authentication_failed",
+        403: "forbidden",
+        429: "rate_limited",
+    }
+    assert error_table.spec_for_answer(500, None).code == "server_error"
+    assert error_table.spec_for_answer(504, None).code == "gateway_error"
+    assert error_table.spec_for_answer(404, None).code == "api_error"
+
+
+@pytest.mark.parametrize("spec", error_table.ERROR_TABLE, ids=lambda spec: spec.code)
+def test_the_docs_and_the_admin_describe_retries_in_the_same_words(spec, admin_client):
+    from django.urls import reverse
+
+    from django_sendfleet.models import SendLog
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
+    assert spec.retry_description in docs
+    row = SendLog.objects.create(
+        recipient="a@example.com", from_email="shop@example.com", error_code=spec.code
+    )
+    page = admin_client.get(reverse("admin:django_sendfleet_sendlog_change", args=[row.pk]))
+    assert spec.retry_description in page.text
 
 
 def test_error_reference_docs_are_generated_from_the_table():
@@ -161,7 +228,8 @@ def test_rows_without_backoff_are_not_described_as_retries():
     [row] = [line for line in text.splitlines() if line.startswith("| `rate_limit_wait`")]
     assert "nothing was sent" in row
     [row] = [line for line in text.splitlines() if line.startswith("| `rate_limited`")]
-    assert "`Retry-After` says, if present; at least 1 s" in row
+    assert "after Retry-After, if the answer has one; at least 1 s" in row
+    assert "up to 0" not in error_reference.render() and "1 attempts" not in text
 
 
 def test_the_quota_text_says_when_it_resets_and_that_paid_byoc_has_no_cap():

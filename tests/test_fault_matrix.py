@@ -267,7 +267,7 @@ MATRIX = [
     Fault("503 byoc_not_configured", "byoc_not_configured", use_key(BYOC_BROKEN_API_KEY), 1,
           "failed", 503, raises=exc.SendFleetBYOCNotConfigured),
     Fault("504 from a proxy", "gateway_error", proxy_504, 1, "unknown", 504,
-          raises=exc.SendFleetServerError),
+          raises=exc.SendFleetGatewayError),
     Fault("404 from a wrong API_URL", "api_error", not_found_404, 1, "failed", 404,
           raises=exc.SendFleetAPIError),
     Fault("read timeout (the sandbox accepts it late)", "network_error", read_timeout, 1,
@@ -275,7 +275,7 @@ MATRIX = [
     Fault("connection dropped without an answer", "network_error", fault("drop", 1), 1,
           "unknown", None, raises=exc.SendFleetNetworkError),
     Fault("connection refused", "connection_failed", refused_connection, 4, "failed", None,
-          raises=exc.SendFleetNetworkError, waits=BACKOFF_502),
+          raises=exc.SendFleetConnectionFailed, waits=BACKOFF_502),
     Fault("malformed 200", "malformed_response", fault("malformed", 1), 1, "unknown", 200,
           raises=exc.SendFleetMalformedResponse),
 ]  # fmt: skip
