@@ -1,0 +1,145 @@
+"""The queued worker on the task engines users run, each with its real broker and real worker
+processes: RQ (django-tasks-rq, ``rqworker``) and Celery (django-tasks-fennel,
+``celery worker``), both on Redis; PostgreSQL as the database, the shared limiter on Redis, the
+socket sandbox with a scaled-down rate limit. tests/test_workers.py does the same for
+django-tasks-db's ``db_worker``. Runs where PostgreSQL is the test database and the engines
+are installed (``pip install 'django-sendfleet[engines]'``; CI: the PostgreSQL sessions).
+"""
+
+from __future__ import annotations
+
+import time
+from io import StringIO
+
+import pytest
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+
+from django_sendfleet.backends import QueuedEmailBackend
+from django_sendfleet.models import SendLog
+from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
+
+from .engines import CELERY, RQ, Engine
+from .worker_processes import (
+    kill,
+    queue_messages,
+    start_processes,
+    stop,
+    uses_postgres,
+    wait_for,
+    worker_environment,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not uses_postgres(),
+        reason="worker processes need PostgreSQL as the test database (set DATABASE_URL)",
+    ),
+]
+
+
+@pytest.fixture(params=[RQ, CELERY], ids=lambda engine: engine.name)
+def engine(request) -> Engine:
+    request.param.skip_unless_available()
+    return request.param
+
+
+@pytest.fixture
+def sandbox():
+    """The socket server: the workers are other processes."""
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def workers(engine, sandbox, settings, redis_url, tmp_path):
+    """Start this engine's workers: ``workers.start(count, **environment)``; all are stopped
+    after the test. The broker is emptied first; the workers' output goes to a log file that a
+    timeout shows."""
+    broker_url = engine.broker_url(redis_url)
+    engine.clear_broker(broker_url)
+    engine.configure(settings, broker_url)
+    settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
+    started = []
+
+    class Workers:
+        log = tmp_path / f"{engine.name}-workers.log"
+        env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
+
+        def start(self, count, **environment):
+            with self.log.open("ab") as log:
+                new = [
+                    process
+                    for number in range(count)
+                    for process in start_processes(
+                        engine.worker_command(len(started) + number),
+                        self.env | environment,
+                        1,
+                        log,
+                    )
+                ]
+            started.extend(new)
+            return new
+
+    yield Workers()
+    stop(started)
+
+
+def test_several_workers_send_every_message_exactly_once_without_a_429(sandbox, workers):
+    # The workers share 10 requests per 2 s. The limiter's margin (1 % of the window, so 20 ms
+    # here, 0.5 s at SendFleet's 60 s) is less than the time between taking a slot and the
+    # request's arrival varies by on a busy 2-core machine (3-40 ms measured with Celery's
+    # pool): the sandbox counts 1.8 s windows, so only a limiter that is not shared, not one
+    # whose margin is outrun by scheduling, gets a 429.
+    sandbox.set_rate_limit(10, 1.8)
+    workers.start(3, SENDFLEET_TEST_RATE_LIMIT="10/2s")
+    queue_messages(30)
+    wait_for(
+        lambda: not SendLog.objects.exclude(status="queued").exists(),
+        90,
+        "every row to be queued",
+        workers.log,
+    )
+    sent_to = [request.payload["to"] for request in sandbox.accepted]
+    assert len(sent_to) == 30 and len(set(sent_to)) == 30
+    assert [r.status for r in sandbox.requests if r.status != 200] == []
+    assert SendLog.objects.filter(status="queued").count() == 30
+
+
+def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, workers):
+    # A short lease, still longer than one send may take (the system checks insist): at most
+    # 1 s for a rate-limiter slot and 1 s each to connect and to read.
+    short_lease = {
+        "SENDFLEET_TEST_LEASE_SECONDS": "4",
+        "SENDFLEET_TEST_TIMEOUT": "1",
+        "SENDFLEET_TEST_MAX_RETRY_WAIT": "1",
+    }
+    sandbox.latency = 3.0  # the first send is still waiting for its answer when we kill
+    backend = QueuedEmailBackend()
+    backend.send_messages(
+        [EmailMessage("Hi", "Body", "shop@example.com", [f"user{n}@example.com"]) for n in range(5)]
+    )
+    [worker] = workers.start(1, **short_lease)
+    wait_for(lambda: len(sandbox.requests) == 1, 60, "the first request to arrive", workers.log)
+    kill(worker)  # the worker and its children (RQ's work horse, Celery's pool)
+    in_flight = SendLog.objects.get(status="sending")
+    assert SendLog.objects.filter(status="pending").count() == 4
+
+    sandbox.latency = 0.0
+    time.sleep(4.5)  # the lease runs out
+    call_command("sendfleet_requeue", older_than=0, stdout=StringIO())
+    in_flight.refresh_from_db()
+    assert in_flight.status == "unknown" and in_flight.error_code == "lease_expired"
+
+    workers.start(1, **short_lease)
+    wait_for(
+        lambda: SendLog.objects.filter(status="queued").count() == 4,
+        60,
+        "the other four to be sent",
+        workers.log,
+    )
+    sent_to = [request.payload["to"] for request in sandbox.requests]
+    assert sorted(sent_to) == [f"user{n}@example.com" for n in range(5)]  # each exactly once
+    in_flight.refresh_from_db()
+    assert in_flight.status == "unknown"
