@@ -59,6 +59,7 @@ def test_anymail_status_reports_the_queued_message_id(sandbox):
     assert status.esp_response.json()["message_id"] == status.message_id
 
 
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # counts TCP connections
 def test_recipients_fan_out_one_request_each_over_one_connection(sandbox):
     msg = message(
         to=["Ann <ann@example.com>", "bob@example.com"],
@@ -343,6 +344,7 @@ def test_the_client_identifies_itself_with_its_version(sandbox):
     assert sandbox.requests[0].user_agent == USER_AGENT == f"django-sendfleet/{__version__}"
 
 
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # counts TCP connections
 def test_an_opened_connection_is_reused_across_send_messages_calls(sandbox):
     connection = backend()
     with connection:

@@ -438,6 +438,7 @@ def test_the_anymail_guides_second_mailer_is_checked_with_a_real_message(setting
 # The real process.
 
 
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # the command runs in another process
 def test_the_process_exit_status(sandbox, tmp_path):
     """As CI sees it: JSON on stdout, 1 until migrations are applied, then 0."""
     (tmp_path / "check_settings.py").write_text(

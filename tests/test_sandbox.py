@@ -37,7 +37,12 @@ from django_sendfleet.sandbox import (
     SandboxState,
 )
 from django_sendfleet.sandbox.__main__ import main, parse_domain, parse_rate_limit
+from django_sendfleet.sandbox.clock import SandboxClock
 from django_sendfleet.sandbox.defaults import populate
+
+# The sandbox's own HTTP server, over real sockets (tests/test_inprocess.py covers the
+# in-process transport).
+pytestmark = pytest.mark.sendfleet_sandbox(socket=True)
 
 KEY_SHAPE = re.compile(r"[A-Za-z0-9_]{8}\.[A-Za-z0-9]{32}")
 ALL_DEFAULT_KEYS = [
@@ -221,19 +226,19 @@ def test_a_non_401_answer_resets_the_run_of_failures(sendfleet_sandbox):
 
 
 def test_ip_block_expires_after_60_seconds_and_only_counts_recent_failures():
-    clock = FakeClock()
+    clock = frozen_clock()
     state = populated_state(clock)
     for _ in range(9):
         state.handle(None, b"", "10.0.0.1")
-    clock.now += 61  # the first nine fall out of the 60 s window
+    clock.advance(61)  # the first nine fall out of the 60 s window
     for _ in range(9):
         assert state.handle(None, b"", "10.0.0.1").status == 401
     assert state.handle(None, b"", "10.0.0.1").status == 401  # the 10th in a row
     assert state.handle(SANDBOX_API_KEY, good_body(), "10.0.0.1").status == 403
     assert state.handle(SANDBOX_API_KEY, good_body(), "10.0.0.2").status == 200  # per IP
-    clock.now += 59
+    clock.advance(59)
     assert state.handle(SANDBOX_API_KEY, good_body(), "10.0.0.1").status == 403
-    clock.now += 1
+    clock.advance(1)
     assert state.handle(SANDBOX_API_KEY, good_body(), "10.0.0.1").status == 200
 
 
@@ -270,22 +275,22 @@ def test_rate_limit_is_per_key(sendfleet_sandbox):
 
 
 def test_throttled_requests_do_not_extend_the_window():
-    clock = FakeClock()
+    clock = frozen_clock()
     state = populated_state(clock, rate_limit=(2, 10.0))  # the clock starts at 1000
     assert state.handle(SANDBOX_API_KEY, good_body(), "ip").status == 200
-    clock.now += 1
+    clock.advance(1)
     assert state.handle(SANDBOX_API_KEY, good_body(), "ip").status == 200
     for _ in range(8):
-        clock.now += 1
+        clock.advance(1)
         throttled = state.handle(SANDBOX_API_KEY, good_body(), "ip")
         assert throttled.status == 429
-        wait = round(1010 - clock.now)
+        wait = round(1010 - clock.monotonic())
         assert throttled.headers == {"Retry-After": str(wait)}
         assert throttled.body["detail"].endswith(f"in {wait} second{'s' if wait > 1 else ''}.")
-    clock.now = 1010  # the first request has left the window
+    set_clock(clock, 1010)  # the first request has left the window
     assert state.handle(SANDBOX_API_KEY, good_body(), "ip").status == 200
     assert state.handle(SANDBOX_API_KEY, good_body(), "ip").status == 429
-    clock.now = 1010.5
+    set_clock(clock, 1010.5)
     throttled = state.handle(SANDBOX_API_KEY, good_body(), "ip")
     assert throttled.headers == {"Retry-After": "1"}  # 0.5 s, rounded up
 
@@ -616,7 +621,7 @@ def test_control_api_faults_suppression_and_config(sendfleet_sandbox):
     assert send(sendfleet_sandbox, valid_payload(to="gone@example.org")).status_code == 422
 
     config = control(sendfleet_sandbox, "config", {"latency": 0.05, "rate_limit": [1, 60]})
-    assert config == {"success": True, "latency": 0.05, "rate_limit": [1, 60.0]}
+    assert config == {"success": True, "latency": 0.05, "rate_limit": [1, 60.0], "usage_lag": 0}
     assert sendfleet_sandbox.latency == 0.05
     assert send(sendfleet_sandbox, key=sendfleet_sandbox.add_key()).status_code == 200
 
@@ -671,7 +676,7 @@ def test_stop_closes_idle_keep_alive_connections():
 
 def test_command_line_options():
     assert parse_rate_limit("3/1.5") == (3, 1.5)
-    assert parse_domain("acme.test") == ("acme.test", "verified", "shared")
+    assert parse_domain("acme.test") == ("acme.test", "verified", "")  # the plan's mode
     assert parse_domain("acme.test:dkim_unverified:byoc") == (
         "acme.test",
         "dkim_unverified",
@@ -716,17 +721,20 @@ def test_command_line_serves_until_sigterm():
 # Helpers for the fake-clock tests of the pure logic.
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def frozen_clock() -> SandboxClock:
+    """A clock at 1000.0 that only moves when advanced."""
+    return SandboxClock(frozen_at=1000.0)
 
 
-def populated_state(clock: FakeClock, rate_limit: tuple[int, float] = (60, 60.0)) -> SandboxState:
+def set_clock(clock: SandboxClock, when: float) -> None:
+    clock.advance(when - clock.monotonic())
+
+
+def populated_state(
+    clock: SandboxClock, rate_limit: tuple[int, float] = (60, 60.0), plan: str = "growth"
+) -> SandboxState:
     state = SandboxState(rate_limit=rate_limit, clock=clock)
-    populate(state)
+    populate(state, plan=plan)
     return state
 
 

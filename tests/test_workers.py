@@ -33,8 +33,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def worker_env(sandbox, settings, redis_url):
-    """Settings shared by this process and the workers: the same database, sandbox, cache."""
+def worker_env(sendfleet_socket_sandbox, settings, redis_url):
+    """Settings shared by this process and the workers: the same database, sandbox (over a
+    socket, so that they can reach it; the tests' ``sandbox`` is then the same one), cache."""
+    sandbox = sendfleet_socket_sandbox
     pytest.importorskip("django_tasks_db")
     settings.TASKS = {"default": {"BACKEND": DB_BACKEND}}
     settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}

@@ -1,28 +1,28 @@
-"""A local, SendFleet-compatible HTTP server for development and tests.
+"""A local, SendFleet-compatible API for development and tests, over a socket or in process.
 
-    with Sandbox() as sandbox:
+    with Sandbox() as sandbox:  # an HTTP server on 127.0.0.1
         requests.post(sandbox.url, headers={"X-API-Key": SANDBOX_API_KEY}, json={...})
         assert len(sandbox.accepted) == 1
 
-It answers ``POST /api/send/`` as SendFleet's docs describe (auth, throttling, validation,
-account, domain, suppression and quota errors) and can be told to misbehave (502, 500,
-dropped connections, non-JSON answers, slowness). See ``defaults.py`` for the ready-made
-keys, domains and addresses that trigger each outcome, and ``server.py`` for the control
-API other processes can use.
+    with InProcessSandbox() as sandbox:  # no socket: SendFleetClient's requests are answered
+        send_mail(...)                    # in process (settings pointing at sandbox.url)
+        assert sandbox.recipients == [...]
 
-Sandbox choices where SendFleet's docs are silent: an IP is blocked for 60 seconds after 10
-consecutive 401s within 60 seconds; a fault replaces the acceptance, so a faulted message is
-neither queued nor counted against the quota (except "slow", which is accepted late).
+Both answer ``POST /api/send/`` as SendFleet's docs describe (auth, throttling, validation,
+account, domain, suppression and quota errors, the plan's behaviour) and can be told to answer
+otherwise (every documented error, throttles, dropped connections, timeouts, non-JSON
+answers). See ``defaults.py`` for the ready-made keys, domains and addresses that trigger each
+outcome, ``plans.py`` for the plans, ``server.py`` for the control API other processes can use,
+and docs/sandbox.md for which behaviours SendFleet documents and which are the sandbox's
+assumptions.
 """
 
 from __future__ import annotations
 
-import secrets
-import string
 import threading
-from types import TracebackType
 
-from . import defaults
+from .answers import Response
+from .base import BaseSandbox, generate_api_key
 from .defaults import (
     BYOC_BROKEN_API_KEY,
     BYOC_DOMAIN,
@@ -34,6 +34,7 @@ from .defaults import (
     QUOTA_API_KEY,
     REVOKED_API_KEY,
     SANDBOX_API_KEY,
+    SHARED_DOMAIN,
     SUPPRESSED_EMAIL,
     SUSPENDED_API_KEY,
     UNAPPROVED_API_KEY,
@@ -41,9 +42,12 @@ from .defaults import (
     UNVERIFIED_DOMAIN,
     VERIFIED_DOMAIN,
 )
+from .inprocess import InProcessSandbox
+from .plans import PLANS, Plan
 from .server import CONTROL_PREFIX, SEND_PATH, SandboxServer
-from .state import Account, ApiKey, Domain, RecordedRequest, Response, SandboxState
-from .webhooks import Delivery
+from .state import RecordedRequest, SandboxState
+from .webhooks import Delivery, WebhookSender
+from .world import Account, ApiKey, Domain
 
 __all__ = [
     "BYOC_BROKEN_API_KEY",
@@ -53,11 +57,13 @@ __all__ = [
     "EXPIRED_API_KEY",
     "NO_DKIM_DOMAIN",
     "NO_SPF_DOMAIN",
+    "PLANS",
     "QUOTA_ACCOUNT_LIMIT",
     "QUOTA_API_KEY",
     "REVOKED_API_KEY",
     "SANDBOX_API_KEY",
     "SEND_PATH",
+    "SHARED_DOMAIN",
     "SUPPRESSED_EMAIL",
     "SUSPENDED_API_KEY",
     "UNAPPROVED_API_KEY",
@@ -66,7 +72,11 @@ __all__ = [
     "VERIFIED_DOMAIN",
     "Account",
     "ApiKey",
+    "BaseSandbox",
+    "Delivery",
     "Domain",
+    "InProcessSandbox",
+    "Plan",
     "RecordedRequest",
     "Response",
     "Sandbox",
@@ -75,19 +85,13 @@ __all__ = [
     "generate_api_key",
 ]
 
-_KEY_ALPHABET = string.ascii_letters + string.digits
 
+class Sandbox(BaseSandbox):
+    """A SendFleet sandbox served over HTTP from a daemon thread, between start() and stop().
 
-def generate_api_key() -> str:
-    """A random key shaped like SendFleet's: ``<8-char prefix>.<32-char secret>``."""
-    prefix = "sbx" + "".join(
-        secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5)
-    )
-    return prefix + "." + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(32))
-
-
-class Sandbox:
-    """A SendFleet sandbox server, serving from a daemon thread between start() and stop()."""
+    For anything another process must reach: the demo, worker processes, ``live_server``
+    webhooks, and tests of what happens on the wire (connections, keep-alive, drops).
+    """
 
     def __init__(
         self,
@@ -96,12 +100,12 @@ class Sandbox:
         rate_limit: tuple[int, float] = (60, 60.0),
         latency: float = 0.0,
         populate: bool = True,
+        plan: str = "growth",
+        usage_lag: float = 0.0,
     ) -> None:
+        super().__init__(rate_limit, latency, populate, plan, usage_lag)
         self.host = host
         self.port = port
-        self.state = SandboxState(rate_limit=rate_limit, latency=latency)
-        if populate:
-            defaults.populate(self.state)
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -134,17 +138,6 @@ class Sandbox:
         if thread is not None:
             thread.join()
 
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
         if self._server is None:
@@ -152,87 +145,8 @@ class Sandbox:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    @property
-    def url(self) -> str:
-        """The send endpoint, the sandbox's equivalent of https://sendfleet.net/api/send/."""
-        return self.base_url + SEND_PATH
-
-    # Configuration.
-
-    def add_account(
-        self,
-        name: str,
-        state: str = "active",
-        plan_mode: str = "shared",
-        quota: int = 25000,
-        login_email: str | None = None,
-    ) -> Account:
-        account = Account(name, state, plan_mode, quota, login_email or "")
-        return self.state.add_account(account)
-
-    def add_key(
-        self, key: str | None = None, state: str = "valid", account: str = DEFAULT_ACCOUNT
-    ) -> str:
-        api_key = self.state.add_key(ApiKey(key or generate_api_key(), state, account))
-        return api_key.key
-
-    def add_domain(
-        self,
-        name: str,
-        account: str = DEFAULT_ACCOUNT,
-        state: str = "verified",
-        mode: str = "shared",
-        spf_verified: bool = True,
-        dmarc: bool = True,
-    ) -> Domain:
-        return self.state.add_domain(Domain(name, account, state, mode, spf_verified, dmarc))
-
-    def suppress(self, email: str, account: str = DEFAULT_ACCOUNT) -> None:
-        self.state.suppress(email, account)
-
-    def inject_fault(self, kind: int | str, count: int = 1) -> None:
-        """Fail the next ``count`` sends that would be accepted: 500, 502, "drop", "malformed"
-        or "slow:<seconds>"."""
-        self.state.inject_fault(kind, count)
-
-    @property
-    def latency(self) -> float:
-        """Seconds added before every answer to /api/send/."""
-        return self.state.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        self.state.latency = seconds
-
-    def configure_webhook(self, url: str | None, secret: str = "") -> None:
-        """Deliver signed events for accepted messages to ``url`` (None stops deliveries).
-
-        See ``sandbox/webhooks.py`` for the events and the recipient addresses that ask for
-        bounces and complaints.
-        """
-        self.state.configure_webhook(url, secret)
-
-    @property
-    def webhook_deliveries(self) -> list[Delivery]:
-        """Every webhook post made so far, with the receiver's HTTP status."""
-        return list(self.state.webhooks.deliveries) if self.state.webhooks else []
-
-    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
-        """Block until every event queued so far has been posted; False on timeout."""
-        return self.state.webhooks.wait_until_idle(timeout) if self.state.webhooks else True
-
-    def set_rate_limit(self, requests: int, seconds: float) -> None:
-        self.state.set_rate_limit(requests, seconds)
-
-    # Traffic.
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.state.requests
-
-    @property
-    def accepted(self) -> list[RecordedRequest]:
-        return self.state.accepted
+    def _webhook_deliverer(self, url: str, secret: str) -> WebhookSender:
+        return WebhookSender(url, secret)
 
     @property
     def connections_opened(self) -> int:
@@ -241,6 +155,6 @@ class Sandbox:
 
     def reset(self) -> None:
         """Forget traffic, rate windows, IP blocks, quota use and faults; keep the setup."""
-        self.state.reset()
+        super().reset()
         if self._server is not None:
             self._server.reset_connection_count()

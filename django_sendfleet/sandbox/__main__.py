@@ -22,7 +22,8 @@ from . import (
     UNAPPROVED_API_KEY,
     Sandbox,
 )
-from .state import DOMAIN_STATES, SENDING_MODES
+from .plans import DEFAULT_PLAN, PLANS, SENDING_MODES
+from .world import DOMAIN_STATES
 
 
 def is_loopback(host: str) -> bool:
@@ -48,8 +49,8 @@ def parse_domain(text: str) -> tuple[str, str, str]:
     parts = text.split(":")
     name = parts[0]
     state = parts[1] if len(parts) > 1 else "verified"
-    mode = parts[2] if len(parts) > 2 else "shared"
-    if len(parts) > 3 or not name or state not in DOMAIN_STATES or mode not in SENDING_MODES:
+    mode = parts[2] if len(parts) > 2 else ""  # "": the plan's mode
+    if len(parts) > 3 or not name or state not in DOMAIN_STATES or mode not in ("", *SENDING_MODES):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not NAME[:STATE[:MODE]] with STATE one of {', '.join(DOMAIN_STATES)} "
             f"and MODE one of {', '.join(SENDING_MODES)}."
@@ -93,7 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--suppress", action="append", default=[], metavar="EMAIL", help="suppress an address"
     )
-    parser.add_argument("--quota", type=int, help="monthly quota of the default account")
+    parser.add_argument(
+        "--plan",
+        choices=list(PLANS),
+        default=DEFAULT_PLAN,
+        help=f"the default account's SendFleet plan (default: {DEFAULT_PLAN}): its sending mode, "
+        "monthly quota, success message and whether it has webhooks",
+    )
+    parser.add_argument(
+        "--quota", type=int, help="monthly quota of the default account (default: the plan's)"
+    )
+    parser.add_argument(
+        "--usage-lag",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds before a send shows in the usage count the quota reads (SendFleet: up "
+        "to 30; default: 0)",
+    )
     parser.add_argument(
         "--webhook-url",
         help="POST signed delivery events for accepted messages here, e.g. "
@@ -114,11 +132,13 @@ def build_sandbox(options: argparse.Namespace) -> Sandbox:
         port=options.port,
         rate_limit=options.rate_limit,
         latency=options.latency,
+        plan=options.plan,
+        usage_lag=options.usage_lag,
     )
     for key in options.key:
         sandbox.add_key(key)
     for name, state, mode in options.domain:
-        sandbox.add_domain(name, state=state, mode=mode)
+        sandbox.add_domain(name, state=state, mode=mode or None)
     for email in options.suppress:
         sandbox.suppress(email)
     if options.quota is not None:
@@ -144,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if options.webhook_url and not options.webhook_secret:
         parser.error("--webhook-url needs --webhook-secret (or $SENDFLEET_WEBHOOK_SECRET).")
+    if options.usage_lag < 0 or options.usage_lag > 30:
+        parser.error("--usage-lag is 0 to 30 seconds (SendFleet: up to 30).")
     sandbox = build_sandbox(options)
     configure_webhook(sandbox, options)
     try:
@@ -151,6 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         parser.exit(1, f"Cannot serve on {options.host}:{options.port}: {exc}\n")
     print(f"SendFleet sandbox serving at {sandbox.url}", flush=True)
+    plan = sandbox.plan
+    quota = sandbox.state.account(DEFAULT_ACCOUNT).monthly_quota
+    print(
+        f"Plan: {plan.label} ({plan.mode}), "
+        + ("no monthly cap" if quota is None else f"{quota:,} sends a month")
+        + ("" if plan.has_webhooks else ", no webhooks (BYOC plans have none)")
+    )
     print(f"Control API at {sandbox.base_url}/_sandbox/")
     print("Sandbox keys (they only work here):")
     for label, key in (

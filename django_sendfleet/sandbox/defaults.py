@@ -6,7 +6,13 @@ nothing to the real SendFleet.
 
 from __future__ import annotations
 
-from .state import Account, ApiKey, Domain, SandboxState
+from typing import TYPE_CHECKING
+
+from .plans import BYOC, DEFAULT_PLAN, SHARED, get_plan
+from .world import Account, ApiKey, Domain
+
+if TYPE_CHECKING:
+    from .state import SandboxState
 
 DEFAULT_ACCOUNT = "default"
 
@@ -27,30 +33,42 @@ VERIFIED_DOMAIN = "example.com"
 NO_SPF_DOMAIN = "nospf.example.com"  # verified, but no SPF or DMARC: accepted with warnings
 UNVERIFIED_DOMAIN = "unverified.example"  # domain_not_verified
 NO_DKIM_DOMAIN = "nodkim.example"  # dkim_not_verified
-BYOC_DOMAIN = "byoc.example"  # domain_mode_mismatch (the account's plan is Shared)
+# One domain in each sending mode: the one that doesn't match the plan's mode answers
+# domain_mode_mismatch (byoc.example on the Shared plans, shared.example on the BYOC ones).
+BYOC_DOMAIN = "byoc.example"
+SHARED_DOMAIN = "shared.example"
 UNREGISTERED_DOMAIN = "unregistered.example"  # domain_not_registered: never added
 
 SUPPRESSED_EMAIL = "suppressed@example.net"
 
 
-def populate(state: SandboxState) -> None:
-    state.add_account(Account(DEFAULT_ACCOUNT))
+def mode_mismatch_domain(plan: str) -> str:
+    """The ready-made domain whose mode doesn't match ``plan``: domain_mode_mismatch."""
+    return BYOC_DOMAIN if get_plan(plan).mode == SHARED else SHARED_DOMAIN
+
+
+def populate(state: SandboxState, plan: str = DEFAULT_PLAN) -> None:
+    """The default account on ``plan``, with its keys, domains (in the plan's mode) and a
+    suppressed address; and one account for each account-level error."""
+    mode = get_plan(plan).mode
+    state.add_account(Account(DEFAULT_ACCOUNT, plan=plan))
     state.add_key(ApiKey(SANDBOX_API_KEY))
     state.add_key(ApiKey(REVOKED_API_KEY, state="revoked"))
     state.add_key(ApiKey(EXPIRED_API_KEY, state="expired"))
-    state.add_domain(Domain(VERIFIED_DOMAIN))
-    state.add_domain(Domain(NO_SPF_DOMAIN, spf_verified=False, dmarc=False))
-    state.add_domain(Domain(UNVERIFIED_DOMAIN, state="txt_unverified"))
-    state.add_domain(Domain(NO_DKIM_DOMAIN, state="dkim_unverified"))
-    state.add_domain(Domain(BYOC_DOMAIN, mode="byoc"))
+    state.add_domain(Domain(VERIFIED_DOMAIN, mode=mode))
+    state.add_domain(Domain(NO_SPF_DOMAIN, mode=mode, spf_verified=False, dmarc=False))
+    state.add_domain(Domain(UNVERIFIED_DOMAIN, state="txt_unverified", mode=mode))
+    state.add_domain(Domain(NO_DKIM_DOMAIN, state="dkim_unverified", mode=mode))
+    state.add_domain(Domain(BYOC_DOMAIN, mode=BYOC))
+    state.add_domain(Domain(SHARED_DOMAIN, mode=SHARED))
     state.suppress(SUPPRESSED_EMAIL)
 
-    for name, key, state_name, plan_mode, quota in (
-        ("unapproved", UNAPPROVED_API_KEY, "unapproved", "shared", 25000),
-        ("suspended", SUSPENDED_API_KEY, "suspended", "shared", 25000),
-        ("byoc_broken", BYOC_BROKEN_API_KEY, "byoc_broken", "byoc", 25000),
-        ("quota", QUOTA_API_KEY, "active", "shared", QUOTA_ACCOUNT_LIMIT),
+    for name, key, state_name, account_plan, quota in (
+        ("unapproved", UNAPPROVED_API_KEY, "unapproved", "growth", None),
+        ("suspended", SUSPENDED_API_KEY, "suspended", "growth", None),
+        ("byoc_broken", BYOC_BROKEN_API_KEY, "byoc_broken", "byoc", None),
+        ("quota", QUOTA_API_KEY, "active", "growth", QUOTA_ACCOUNT_LIMIT),
     ):
-        state.add_account(Account(name, state=state_name, plan_mode=plan_mode, quota=quota))
+        state.add_account(Account(name, state=state_name, plan=account_plan, quota=quota))
         state.add_key(ApiKey(key, account=name))
-        state.add_domain(Domain(VERIFIED_DOMAIN, account=name, mode=plan_mode))
+        state.add_domain(Domain(VERIFIED_DOMAIN, account=name, mode=get_plan(account_plan).mode))

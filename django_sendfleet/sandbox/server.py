@@ -7,7 +7,8 @@ Control API (JSON in, JSON out), for tests, demos and workers in other processes
     POST /_sandbox/reset      forget traffic, quota use and faults; keep the configuration
     POST /_sandbox/fault      {"kind": 502 | 500 | "drop" | "malformed" | "slow:<s>", "count": 1}
     POST /_sandbox/suppress   {"email": "...", "account": "default"}
-    POST /_sandbox/config     {"latency": 0.2, "rate_limit": [10, 2]}
+    POST /_sandbox/config     {"latency": 0.2, "rate_limit": [10, 2], "usage_lag": 30,
+                               "advance_clock": 60, "webhook_url": "...", "webhook_secret": "..."}
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import socket
 import socketserver
 import threading
@@ -25,13 +27,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from .state import Response, SandboxState
+from .answers import Response
+from .state import SandboxState
+from .webhooks import WebhookSender
 
 logger = logging.getLogger("django_sendfleet.sandbox")
 
 SEND_PATH = "/api/send/"
 CONTROL_PREFIX = "/_sandbox/"
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# The longest a "timeout" fault keeps a connection without answering, for clients without a
+# read timeout of their own.
+NO_ANSWER_LIMIT = 60.0
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -167,12 +174,25 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.connection_id,
             self.headers.get("User-Agent", ""),
         )
+        if response.delay == float("inf"):
+            self._wait_for_hang_up(NO_ANSWER_LIMIT)
+            self.close_connection = True
+            return
         if response.delay:
             time.sleep(response.delay)
         if response.drop:
             self.close_connection = True
             return
         self._write_response(response)
+
+    def _wait_for_hang_up(self, limit: float) -> None:
+        """Never answer: return when the client hangs up (its read timeout), the sandbox stops
+        (which shuts the connection down) or ``limit`` seconds pass."""
+        deadline = time.monotonic() + limit
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(remaining, 1.0))
+            if readable:
+                return  # closed, or the client sent more: either way this request is over
 
     def _method_not_allowed(self, method: str, allow: str) -> None:
         self._write_json(405, {"detail": f'Method "{method}" not allowed.'}, {"Allow": allow})
@@ -231,9 +251,21 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if "rate_limit" in data:
             requests, seconds = data["rate_limit"]
             state.set_rate_limit(int(requests), float(seconds))
+        if "usage_lag" in data:
+            state.usage_lag = float(data["usage_lag"])
+        if "advance_clock" in data:
+            state.clock.advance(float(data["advance_clock"]))
         if "webhook_url" in data:
-            state.configure_webhook(data["webhook_url"], str(data.get("webhook_secret", "")))
-        return {"success": True, "latency": state.latency, "rate_limit": list(state.rate_limit)}
+            url, secret = data["webhook_url"], str(data.get("webhook_secret", ""))
+            if url and not secret:
+                raise ValueError("A webhook needs a signing secret.")
+            state.configure_webhook(WebhookSender(str(url), secret) if url else None)
+        return {
+            "success": True,
+            "latency": state.latency,
+            "rate_limit": list(state.rate_limit),
+            "usage_lag": state.usage_lag,
+        }
 
     # Writing answers. Every answer carries Content-Length so the connection can be reused.
 

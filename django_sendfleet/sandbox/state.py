@@ -1,140 +1,31 @@
 """An in-memory SendFleet: accounts, keys, domains and the rules of ``POST /api/send/``.
 
 No sockets here: ``SandboxState.handle()`` takes what an HTTP request carries and returns a
-``Response``; ``server.py`` speaks HTTP.
+``Response``; ``server.py`` speaks HTTP and ``inprocess.py`` answers ``requests`` directly.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-import time
-import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from .faults import Fault, parse_fault
+from . import answers
+from .answers import Response
+from .clock import SandboxClock
+from .faults import CONNECTION_FAULTS, Fault, parse_fault
 from .throttling import AuthFailureBlock, SlidingLogThrottle
 from .validation import JSONParseError, parse_json_body, validate_send_payload
-from .webhooks import WebhookSender
-
-ACCOUNT_STATES = ("active", "unapproved", "suspended", "byoc_broken")
-KEY_STATES = ("valid", "revoked", "expired")
-DOMAIN_STATES = ("verified", "txt_unverified", "dkim_unverified")
-SENDING_MODES = ("shared", "byoc")
-
-# The login address of accounts created without one. Its domain is never registered, which
-# is what makes a send without from_email fail with domain_not_registered.
-LOGIN_EMAIL_DOMAIN = "login.sendfleet.invalid"
-
-NO_CREDENTIALS = "Authentication credentials were not provided."
-INVALID_KEY = "Invalid API key."
-REVOKED_KEY = "API key has been revoked."
-EXPIRED_KEY = "API key has expired."
-IP_BLOCKED = "Too many failed authentication attempts. This IP is temporarily blocked."
-SPF_WARNING = (
-    "SPF record not verified. Add an SPF record that includes amazonses.com to improve "
-    "deliverability."
-)
-DMARC_WARNING = "DMARC record not found. Add a DMARC record to improve deliverability."
-MALFORMED_BODY = b"<html>ok</html>"
-_MODE_NAMES = {"shared": "Shared", "byoc": "BYOC"}
-
-
-def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {what} {value!r}: choose one of {', '.join(choices)}.")
-
-
-def _domain_key(name: str) -> str:
-    """Compare domains case-insensitively and IDN-insensitively (bücher.de == xn--bcher-kva.de)."""
-    name = name.strip().rstrip(".").lower()
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return name
-
-
-def key_prefix(key: str) -> str:
-    """The public part of a key (before the dot): the only part the sandbox ever records."""
-    prefix, dot, _secret = key.partition(".")
-    return prefix if dot else ""
-
-
-def _current_month() -> str:
-    return datetime.now(UTC).strftime("%Y-%m")
-
-
-@dataclass
-class Account:
-    name: str
-    state: str = "active"  # one of ACCOUNT_STATES
-    plan_mode: str = "shared"  # one of SENDING_MODES
-    quota: int = 25000
-    login_email: str = ""
-    used: int = 0
-    used_month: str = ""  # "YYYY-MM" that ``used`` counts; another month starts from 0
-    suppressed: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        _check_choice(self.state, ACCOUNT_STATES, "account state")
-        _check_choice(self.plan_mode, SENDING_MODES, "plan mode")
-        self.login_email = self.login_email or f"{self.name}@{LOGIN_EMAIL_DOMAIN}"
-        self.suppressed = {email.lower() for email in self.suppressed}
-
-    def used_in(self, month: str) -> int:
-        return self.used if self.used_month == month else 0
-
-    def count_send(self, month: str) -> None:
-        self.used = self.used_in(month) + 1
-        self.used_month = month
-
-
-@dataclass
-class ApiKey:
-    key: str
-    state: str = "valid"  # one of KEY_STATES
-    account: str = "default"
-
-    def __post_init__(self) -> None:
-        _check_choice(self.state, KEY_STATES, "key state")
-
-
-@dataclass
-class Domain:
-    name: str
-    account: str = "default"
-    state: str = "verified"  # one of DOMAIN_STATES
-    mode: str = "shared"  # one of SENDING_MODES
-    spf_verified: bool = True
-    dmarc: bool = True
-
-    def __post_init__(self) -> None:
-        self.name = self.name.strip().lower()
-        _check_choice(self.state, DOMAIN_STATES, "domain state")
-        _check_choice(self.mode, SENDING_MODES, "domain mode")
-
-
-@dataclass(frozen=True)
-class Response:
-    """What the server should answer. ``body`` is sent as JSON unless ``raw_body`` is set."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    raw_body: bytes | None = None
-    delay: float = 0.0  # seconds to wait before answering
-    drop: bool = False  # close the connection instead of answering
+from .webhooks import Delivery
+from .world import Account, ApiKey, Domain, domain_key, key_prefix
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request to ``/api/send/`` as the sandbox saw it. Never holds the full API key."""
 
-    time: float  # time.time() on arrival
+    time: float  # epoch seconds on the sandbox clock, on arrival
     key_prefix: str | None  # None when no key was sent
     client_ip: str
     connection_id: int
@@ -145,8 +36,16 @@ class RecordedRequest:
     user_agent: str = ""
 
 
-def _error(status: int, code: str, detail: str) -> Response:
-    return Response(status, {"success": False, "error": code, "detail": detail})
+class WebhookDeliverer(Protocol):
+    """Where the events of accepted messages go (``webhooks.py``)."""
+
+    deliveries: list[Delivery]
+
+    def message_accepted(self, recipient: str, message_id: str) -> None: ...
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class SandboxState:
@@ -156,10 +55,13 @@ class SandboxState:
         self,
         rate_limit: tuple[int, float] = (60, 60.0),
         latency: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: SandboxClock | None = None,
+        usage_lag: float = 0.0,
+        in_process: bool = False,
     ) -> None:
         self._lock = threading.Lock()
-        self._clock = clock
+        self.clock = clock or SandboxClock()
+        self.in_process = in_process
         self._accounts: dict[str, Account] = {}
         self._keys: dict[str, ApiKey] = {}
         self._domains: dict[tuple[str, str], Domain] = {}
@@ -167,9 +69,10 @@ class SandboxState:
         self._auth_failures = AuthFailureBlock()
         self._faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
-        #: Set by Sandbox.configure_webhook(): told about every accepted message.
-        self.webhooks: WebhookSender | None = None
+        #: Set by configure_webhook(): told about every accepted message of a Shared plan.
+        self.webhooks: WebhookDeliverer | None = None
         self.latency = latency
+        self.usage_lag = usage_lag
 
     # Configuration.
 
@@ -191,7 +94,7 @@ class SandboxState:
     def add_domain(self, domain: Domain) -> Domain:
         with self._lock:
             self._require_account(domain.account)
-            self._domains[domain.account, _domain_key(domain.name)] = domain
+            self._domains[domain.account, domain_key(domain.name)] = domain
         return domain
 
     def suppress(self, email: str, account: str = "default") -> None:
@@ -214,6 +117,17 @@ class SandboxState:
         self._latency = float(seconds)
 
     @property
+    def usage_lag(self) -> float:
+        """Seconds an accepted send takes to show in the usage count the quota check reads."""
+        return self._usage_lag
+
+    @usage_lag.setter
+    def usage_lag(self, seconds: float) -> None:
+        if not 0 <= seconds <= 30:
+            raise ValueError("SendFleet's usage counts lag by 0 to 30 seconds.")
+        self._usage_lag = float(seconds)
+
+    @property
     def rate_limit(self) -> tuple[int, float]:
         return self._throttle.requests, self._throttle.seconds
 
@@ -226,6 +140,12 @@ class SandboxState:
         fault = parse_fault(kind)
         if count < 1:
             raise ValueError("A fault needs a count of at least 1.")
+        if fault.kind in CONNECTION_FAULTS and not self.in_process:
+            raise ValueError(
+                f"A socket sandbox cannot produce {fault.kind!r}: it has already accepted the "
+                "connection. Point API_URL at a closed port instead, or use the in-process "
+                "sandbox."
+            )
         with self._lock:
             self._faults.extend([fault] * count)
 
@@ -237,7 +157,7 @@ class SandboxState:
             self._auth_failures.clear()
             self._faults.clear()
             for account in self._accounts.values():
-                account.used = 0
+                account.forget_usage()
 
     # Traffic.
 
@@ -251,15 +171,19 @@ class SandboxState:
         with self._lock:
             return [request for request in self._requests if request.message_id is not None]
 
-    def configure_webhook(self, url: str | None, secret: str = "") -> None:
-        """Deliver events for accepted messages to ``url``; None stops deliveries."""
-        if url and not secret:
-            raise ValueError("A webhook needs a signing secret.")
+    def configure_webhook(self, deliverer: WebhookDeliverer | None) -> None:
+        """Tell ``deliverer`` about accepted messages from now on; None stops deliveries."""
         if self.webhooks is not None:
             self.webhooks.close()
-            self.webhooks = None
-        if url:
-            self.webhooks = WebhookSender(url, secret)
+        self.webhooks = deliverer
+
+    def take_connection_fault(self) -> str:
+        """The connection failure scripted for the next connection ("refused",
+        "connect_timeout"), or "". Such a request never arrives: nothing is recorded."""
+        with self._lock:
+            if self._faults and self._faults[0].kind in CONNECTION_FAULTS:
+                return self._faults.popleft().kind
+        return ""
 
     def handle(
         self,
@@ -270,18 +194,19 @@ class SandboxState:
         user_agent: str = "",
     ) -> Response:
         """Answer one ``POST /api/send/`` and record it."""
-        arrived = time.time()
         api_key = (api_key or "").strip() or None
         try:
             data, parse_error = parse_json_body(body), None
         except JSONParseError as exc:
             data, parse_error = None, str(exc)
         with self._lock:
-            response = self._respond(api_key, data, parse_error, client_ip)
+            arrived = self.clock.time()
+            response, account = self._respond(api_key, data, parse_error, client_ip)
             self._record(arrived, api_key, client_ip, connection_id, data, response, user_agent)
         message_id = response.body.get("message_id") if response.status == 200 else None
-        if self.webhooks is not None and message_id and isinstance(data, dict):
-            self.webhooks.message_accepted(str(data["to"]), message_id)
+        webhooks = self.webhooks
+        if webhooks is not None and message_id and account and account.plan_info.has_webhooks:
+            webhooks.message_accepted(str(data["to"]), message_id)  # type: ignore[index]
         return replace(response, delay=response.delay + self._latency)
 
     def _record(
@@ -316,152 +241,91 @@ class SandboxState:
 
     def _respond(
         self, api_key: str | None, data: Any, parse_error: str | None, client_ip: str
-    ) -> Response:
+    ) -> tuple[Response, Account | None]:
+        """The answer, and the account that accepted the message (None when not accepted)."""
         # The steps run in the order the real service (a DRF view) runs them.
-        now = self._clock()
+        now = self.clock.monotonic()
         if self._auth_failures.is_blocked(client_ip, now):
-            return Response(403, {"detail": IP_BLOCKED})
+            return answers.ip_blocked(), None
 
         key, auth_error = self._authenticate(api_key)
         if key is None:
             self._auth_failures.record_failure(client_ip, now)
-            return Response(401, {"detail": auth_error})
+            return answers.not_authenticated(auth_error), None
         self._auth_failures.record_success(client_ip)
 
         if not self._throttle.allow(key.key, now):
-            wait = max(1, math.ceil(self._throttle.wait(key.key, now)))
-            unit = "second" if wait == 1 else "seconds"
-            detail = f"Request was throttled. Expected available in {wait} {unit}."
-            return Response(429, {"detail": detail}, {"Retry-After": str(wait)})
+            return answers.throttled(self._throttle.wait(key.key, now)), None
 
         if parse_error is not None:
-            return Response(400, {"detail": parse_error})
+            return Response(400, {"detail": parse_error}), None
         cleaned, field_errors = validate_send_payload(data)
         if field_errors:
-            return Response(400, field_errors)
+            return answers.field_errors(field_errors), None
 
         account = self._accounts[key.account]
         if account.state == "unapproved":
-            return _error(
-                403,
-                "unauthorized",
-                "Your account is not approved for sending. Verify your email address and, "
-                "for Shared SES, wait for your verification request to be approved.",
-            )
+            return answers.unauthorized(), None
         if account.state == "suspended":
-            return _error(
-                403,
-                "sending_suspended",
-                "API sending has been suspended for this account because of high bounce or "
-                "complaint rates. Contact support.",
-            )
+            return answers.sending_suspended(), None
 
         sender = cleaned.get("from_email") or account.login_email
         domain_name = sender.rpartition("@")[2]
-        domain = self._domains.get((account.name, _domain_key(domain_name)))
+        domain = self._domains.get((account.name, domain_key(domain_name)))
         if domain is None:
-            return _error(
-                403,
-                "domain_not_registered",
-                f"Domain '{domain_name}' is not registered in your account. Add it in "
-                "Dashboard > Domains, then complete DNS verification.",
-            )
+            return answers.domain_not_registered(domain_name), None
         domain_error = self._domain_error(account, domain_name, domain)
         if domain_error is not None:
-            return domain_error
+            return domain_error, None
 
         recipient = cleaned["to"]
         if recipient.lower() in account.suppressed:
-            return _error(
-                422,
-                "recipient_suppressed",
-                f"Recipient '{recipient}' is on your suppression list after a hard bounce "
-                "or spam complaint. Do not resend to this address.",
-            )
+            return answers.recipient_suppressed(recipient), None
 
-        month = _current_month()
-        if account.used_in(month) >= account.quota:
-            return _error(
-                429,
-                "usage_limit_exceeded",
-                f"Monthly email quota of {account.quota} reached. Upgrade your plan or wait "
-                "for the reset at the start of next month.",
-            )
+        month = self.clock.now().strftime("%Y-%m")
+        quota = account.monthly_quota
+        wall = self.clock.time()
+        if quota is not None and account.usage_seen(month, wall, self._usage_lag) >= quota:
+            return answers.usage_limit_exceeded(quota), None
 
         if account.state == "byoc_broken":
-            return _error(
-                503,
-                "byoc_not_configured",
-                "SendFleet's BYOC relay credentials are not configured. Contact support.",
-            )
+            return answers.byoc_not_configured(), None
 
         fault = self._faults.popleft() if self._faults else None
-        if fault is not None and fault.kind != "slow":
-            return self._fault_response(fault)
+        if fault is not None and not fault.accepts:
+            context = answers.Context(recipient, domain_name, account.plan_mode, quota)
+            return fault.response(context), None
 
-        account.count_send(month)
-        accepted: dict[str, Any] = {
-            "success": True,
-            "message": "Email queued for delivery.",
-            "message_id": str(uuid.uuid4()),
-            "mode": account.plan_mode,
-        }
+        account.count_send(month, wall, self._usage_lag)
         warnings = []
         if not domain.spf_verified:
-            warnings.append(SPF_WARNING)
+            warnings.append(answers.spf_warning(domain.name))
         if not domain.dmarc:
-            warnings.append(DMARC_WARNING)
-        if warnings:
-            accepted["warnings"] = warnings
-        return Response(200, accepted, delay=fault.seconds if fault is not None else 0.0)
+            warnings.append(answers.dmarc_warning(domain.name))
+        response = answers.accepted(account.plan_mode, warnings)
+        if fault is not None:  # slow or timeout: accepted, answered late or never
+            delay = float("inf") if fault.kind == "timeout" else fault.seconds
+            response = replace(response, delay=delay)
+        return response, account
 
     def _authenticate(self, api_key: str | None) -> tuple[ApiKey | None, str]:
         if api_key is None:
-            return None, NO_CREDENTIALS
+            return None, answers.NO_CREDENTIALS
         key = self._keys.get(api_key)
         if key is None:
-            return None, INVALID_KEY
+            return None, answers.INVALID_KEY
         if key.state == "revoked":
-            return None, REVOKED_KEY
+            return None, answers.REVOKED_KEY
         if key.state == "expired":
-            return None, EXPIRED_KEY
+            return None, answers.EXPIRED_KEY
         return key, ""
 
     @staticmethod
     def _domain_error(account: Account, name: str, domain: Domain) -> Response | None:
         if domain.state == "txt_unverified":
-            return _error(
-                403,
-                "domain_not_verified",
-                f"Domain '{name}' is not yet verified by SES. Add the TXT record and click "
-                "Verify in the dashboard.",
-            )
+            return answers.domain_not_verified(name)
         if domain.state == "dkim_unverified":
-            return _error(
-                403,
-                "dkim_not_verified",
-                f"DKIM for domain '{name}' is not yet verified. Add the 3 DKIM CNAME records "
-                "and click Verify DKIM in the dashboard.",
-            )
+            return answers.dkim_not_verified(name)
         if domain.mode != account.plan_mode:
-            return _error(
-                403,
-                "domain_mode_mismatch",
-                f"Domain '{name}' is set up for {_MODE_NAMES[domain.mode]} sending but your "
-                f"plan uses {_MODE_NAMES[account.plan_mode]}. Change your plan or add the "
-                "domain in the matching mode.",
-            )
+            return answers.domain_mode_mismatch(name, domain.mode, account.plan_mode)
         return None
-
-    @staticmethod
-    def _fault_response(fault: Fault) -> Response:
-        if fault.kind == "502":
-            return _error(502, "queue_error", "Failed to enqueue email.")
-        if fault.kind == "500":
-            return Response(500, {"detail": "Internal server error."})
-        if fault.kind == "drop":
-            return Response(0, {}, drop=True)
-        # "malformed": a 200 a client must not take for an acceptance.
-        return Response(
-            200, {}, {"Content-Type": "text/html; charset=utf-8"}, raw_body=MALFORMED_BODY
-        )

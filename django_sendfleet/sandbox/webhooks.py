@@ -10,7 +10,13 @@ recipient's local part asks for other outcomes (the part before "+" or "@"):
 ``fail@...``        ``email.sent`` then ``email.failed``
 ==================  =====================================================================
 
-Like SendFleet, the sandbox delivers each event once, in order, and never retries.
+Like SendFleet, the sandbox delivers each event once, in order, and never retries, and only for
+messages accepted on a Shared SES plan (BYOC plans have no webhooks).
+
+Two ways to deliver: ``WebhookSender`` posts over HTTP from a background thread (the socket
+sandbox: the receiver is a running server, e.g. pytest-django's ``live_server``);
+``InProcessWebhooks`` keeps the events until the test asks for them, then posts them through
+Django's test client to the app's own URLconf, in the test's thread (the in-process sandbox).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 logger = logging.getLogger("django_sendfleet.sandbox")
 
@@ -61,6 +68,18 @@ def events_for(recipient: str, message_id: str) -> list[dict[str, Any]]:
 
 def signature(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed(event: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers SendFleet posts for one event."""
+    body = json.dumps(event).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-SendFleet-Signature": signature(body, secret),
+        "X-SendFleet-Event": event["event_type"],
+        "User-Agent": "SendFleet-Webhook/1.0",
+    }
+    return body, headers
 
 
 @dataclass(frozen=True)
@@ -105,18 +124,8 @@ class WebhookSender:
             self.deliveries.append(self._post(event))
 
     def _post(self, event: dict[str, Any]) -> Delivery:
-        body = json.dumps(event).encode()
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-SendFleet-Signature": signature(body, self._secret),
-                "X-SendFleet-Event": event["event_type"],
-                "User-Agent": "SendFleet-Webhook/1.0",
-            },
-        )
+        body, headers = signed(event, self._secret)
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 status = answer.status
@@ -127,3 +136,66 @@ class WebhookSender:
             status = 0
         logger.debug("sandbox webhook %s -> %s", event["event_type"], status)
         return Delivery(event["event_type"], event["message_id"], status)
+
+
+class InProcessWebhooks:
+    """Keeps each accepted message's events until ``deliver()`` posts them, through Django's
+    test client, to ``url``'s path in the app's URLconf.
+
+    Deferring is deliberate: SendFleet's events arrive after the send has returned (and after
+    the caller's transaction committed), so delivering them in the middle of a send would test
+    a race the app never sees. A test that wants that race posts an event itself.
+    """
+
+    def __init__(self, url: str, secret: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if not self.path.startswith("/"):
+            raise ValueError(f"Give the webhook's URL or path, e.g. '/sendfleet/webhook/': {url!r}")
+        self._secret = secret
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self.deliveries: list[Delivery] = []
+
+    def message_accepted(self, recipient: str, message_id: str) -> None:
+        with self._lock:
+            self._pending.extend(events_for(recipient, message_id))
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for ``deliver()``."""
+        return len(self._pending)
+
+    def deliver(self) -> list[Delivery]:
+        """Post every waiting event, in order; return these deliveries."""
+        # Imported here: the sandbox itself runs without Django settings (the CLI).
+        from django.test import Client
+
+        # As SendFleet would: no CSRF token, no session; a view error is a 500, not a raise
+        # (Django logs it on the django.request logger).
+        client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+        made = []
+        while True:
+            with self._lock:
+                if not self._pending:
+                    break
+                event = self._pending.pop(0)
+            body, headers = signed(event, self._secret)
+            content_type = headers.pop("Content-Type")
+            answer = client.post(self.path, data=body, content_type=content_type, headers=headers)
+            delivery = Delivery(event["event_type"], event["message_id"], answer.status_code)
+            logger.debug("sandbox webhook %s -> %s", delivery.event_type, delivery.status)
+            made.append(delivery)
+            with self._lock:
+                self.deliveries.append(delivery)
+        return made
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Deliver what is waiting now: in process there is nothing to wait for."""
+        self.deliver()
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._pending.clear()
