@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -211,8 +211,8 @@ class SendLogQuerySet(models.QuerySet):
         batch_size: int | None = None,
         ignore_conflicts: bool = False,
         update_conflicts: bool = False,
-        update_fields: Sequence[str] | None = None,
-        unique_fields: Sequence[str] | None = None,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
     ) -> list[Any]:
         if ignore_conflicts or update_conflicts:
             # Which rows were inserted is not known afterwards: the counts could not follow.
@@ -227,7 +227,8 @@ class SendLogQuerySet(models.QuerySet):
         changes = {name: kwargs[name] for name in SOURCE_FIELDS if name in kwargs}
         if not changes:
             return super().update(**kwargs)
-        self._not_support_combined_queries("update")
+        if self.query.combinator:
+            raise NotSupportedError(f"update() after {self.query.combinator}() is not supported.")
         if self.query.is_sliced:
             raise TypeError("Cannot update a query once a slice has been taken.")
         self._for_write = True
@@ -248,10 +249,11 @@ class SendLogQuerySet(models.QuerySet):
     update.alters_data = True  # type: ignore[attr-defined]
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        self._not_support_combined_queries("delete")
+        if self.query.combinator:
+            raise NotSupportedError(f"delete() after {self.query.combinator}() is not supported.")
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
-        if self._fields is not None:
+        if getattr(self, "_fields", None) is not None:  # Django's own check: values().delete()
             raise TypeError("Cannot call delete() after .values() or .values_list()")
         self._for_write = True
         with transaction.atomic(using=self.db, savepoint=False):

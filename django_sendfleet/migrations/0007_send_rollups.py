@@ -3,13 +3,15 @@
 # by code still running the previous release while this migrates are not counted: run
 # `manage.py sendfleet_rollups --rebuild` once the new release is live.
 
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 
-def count_logged_rows(apps, schema_editor):
+def count_logged_rows(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     SendLog = apps.get_model("django_sendfleet", "SendLog")
     SendRollup = apps.get_model("django_sendfleet", "SendRollup")
     database = schema_editor.connection.alias
