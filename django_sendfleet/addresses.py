@@ -192,7 +192,7 @@ def header_addresses(value: Any) -> list[Any]:
         header = _HEADER_PARSER("reply-to", text)
     except (HeaderParseError, IndexError, ValueError, TypeError):
         return [value]
-    defects = [d for d in header.defects if str(d) not in _HARMLESS_DEFECTS]  # type: ignore[attr-defined]
+    defects = [d for d in header.defects if str(d) not in _HARMLESS_DEFECTS]
     groups = header.groups  # type: ignore[attr-defined]
     if defects or any(group.display_name is not None for group in groups):
         return [value]
