@@ -112,7 +112,7 @@ def test_queued_rows_are_held_while_the_key_is_refused_and_sent_once_it_is_fixed
     rows = list(SendLog.objects.order_by("pk"))
     assert [r.status for r in rows] == ["pending"] * 3  # held, not failed
     assert [r.error_code for r in rows] == ["authentication_failed", "key_refused", "key_refused"]
-    assert all(r.not_before is not None and r.payload is not None for r in rows)
+    assert all(r.not_before is not None and r.content_id is not None for r in rows)
     assert refusals(sandbox) == 1
 
     sendfleet_settings["API_KEY"] = SANDBOX_API_KEY  # the operator fixes the key
