@@ -454,22 +454,29 @@ class SuppressionAdmin(admin.ModelAdmin):
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
     """Every verified event, as stored; filter by outcome for the ones that need a look
-    (unknown message id, unknown type, processing failed)."""
+    (unknown message id, unknown type, failed and being retried, unprocessable, too old)."""
 
-    list_display = ("received_at", "event_type", "message_id", "recipient", "outcome")
+    list_display = ("received_at", "event_type", "message_id", "recipient", "outcome", "detail")
     list_filter = ("outcome",)
     search_fields = ("=message_id",)
     search_help_text = "An exact message id."
     show_full_result_count = False
     readonly_fields = (
         "received_at",
+        "signed_at",
         "event_type",
         "message_id",
         "recipient",
+        "sender",
         "outcome",
+        "detail",
+        "attempts",
+        "next_attempt_at",
         "send_log",
         "digest",
+        "pruned_at",
         "raw",
+        "raw_body",
     )
 
     # Events are evidence of what SendFleet said: never added or edited by hand.

@@ -9,6 +9,8 @@ class SendFleetConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import system_checks
+        from .webhook_sqlite_check import check_webhook_sqlite_options
 
         # Settings only: no network, no database (see checks.py).
         checks.register(system_checks, "sendfleet")
+        checks.register(check_webhook_sqlite_options, "sendfleet")

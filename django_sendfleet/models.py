@@ -178,18 +178,37 @@ class WebhookEvent(models.Model):
         APPLIED = "applied", "applied to the send log"
         UNKNOWN_MESSAGE = "unknown_message", "no send log row has this message id"
         UNKNOWN_TYPE = "unknown_type", "event type not known"
-        FAILED = "failed", "processing failed (see the server log)"
+        FAILED = "failed", "processing failed: retried automatically"
+        UNPROCESSABLE = "unprocessable", "unprocessable: kept as received"
+        TOO_OLD = "too_old", "refused: signed longer ago than WEBHOOK_MAX_AGE"
 
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     event_type = models.CharField(max_length=64)
     message_id = models.CharField(max_length=100, blank=True, db_index=True)
     recipient = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
-    raw = models.JSONField(help_text="The event exactly as SendFleet sent it.")
-    #: SHA-256 of the raw body: the same delivery arriving twice is stored once.
+    sender = models.CharField(max_length=MAX_ADDRESS_LENGTH, blank=True)
+    #: The event's own time, from the signed body (when it has one).
+    signed_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(
+        null=True, blank=True, help_text="The event exactly as SendFleet sent it."
+    )
+    raw_body = models.TextField(
+        blank=True,
+        help_text="The body as received, when it could not be parsed or stored as JSON "
+        "(base64 after 'base64:' when it is not UTF-8 text without NUL).",
+    )
+    #: SHA-256 of the raw body: the same delivery arriving twice is stored once. Kept when
+    #: the event is pruned, so that a replayed old event is still recognised.
     digest = models.CharField(max_length=64, unique=True)
     outcome = models.CharField(
         max_length=16, choices=Outcome.choices, default=Outcome.PENDING, db_index=True
     )
+    detail = models.CharField(max_length=500, blank=True, help_text="Why it failed or was refused.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    #: When a pending or failed event is next processed, if its own processing has not run.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    #: Set by sendfleet_prune, which keeps only what recognises the event when it comes again.
+    pruned_at = models.DateTimeField(null=True, blank=True)
     send_log = models.ForeignKey(
         SendLog,
         null=True,
@@ -200,6 +219,10 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # The retries' query: pending or failed events that are due.
+            models.Index(fields=["outcome", "next_attempt_at"], name="sendfleet_event_retry"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.message_id}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -22,8 +23,12 @@ EVENT_TYPES = {
     "email.complained": "complained",
 }
 _RECIPIENT_FIELDS = ("to", "recipient", "email")
+#: SendFleet's docs name no sender field; its send API calls the sender ``from_email``.
+_SENDER_FIELDS = ("from_email", "from", "sender")
 _TIMESTAMP_FIELDS = ("timestamp", "created_at", "occurred_at")
 _TRANSIENT_BOUNCE_TYPES = frozenset({"transient", "soft"})
+#: Longer than any date SendFleet writes: a longer value is not parsed (nor fed to a regex).
+_MAX_TIMESTAMP_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class TrackingEvent:
     #: The event exactly as SendFleet sent it.
     esp_event: dict[str, Any]
     esp_name: str = "SendFleet"
+    #: The sender's address, when the event names one (not a field of anymail's events).
+    sender: str | None = None
 
     @property
     def suppresses_recipient(self) -> bool:
@@ -47,8 +54,10 @@ class TrackingEvent:
         )
 
 
-def raw_event_type(raw: dict[str, Any], header_value: str | None) -> str | None:
-    value = raw.get("event_type") or raw.get("type") or header_value
+def raw_event_type(raw: dict[str, Any]) -> str | None:
+    """The event's type as the signed body gives it. The ``X-SendFleet-Event`` header is not
+    signed, so it never decides what an event means."""
+    value = raw.get("event_type") or raw.get("type")
     return value if isinstance(value, str) and value.strip() else None
 
 
@@ -63,11 +72,20 @@ def normalise(raw: dict[str, Any], raw_type: str) -> TrackingEvent:
         description=_text(raw.get("description") or raw.get("reason") or raw.get("detail")) or "",
         permanent=(bounce_type not in _TRANSIENT_BOUNCE_TYPES) if event_type == "bounced" else None,
         esp_event=raw,
+        sender=next((_address(raw[f]) for f in _SENDER_FIELDS if _address(raw.get(f))), None),
     )
 
 
 def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _address(value: Any) -> str | None:
+    """The address in ``addr`` or ``Name <addr>``, bounded before it is parsed."""
+    text = _text(value)
+    if text is None or len(text) > 1000:
+        return None
+    return _text(parseaddr(text)[1])
 
 
 def _timestamp(raw: dict[str, Any]) -> datetime | None:
@@ -78,7 +96,7 @@ def _timestamp(raw: dict[str, Any]) -> datetime | None:
                 return datetime.fromtimestamp(value, UTC)
             except (OverflowError, OSError, ValueError):
                 return None
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= _MAX_TIMESTAMP_LENGTH:
             try:
                 parsed = parse_datetime(value.replace("Z", "+00:00"))
             except ValueError:

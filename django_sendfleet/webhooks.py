@@ -1,33 +1,38 @@
 """Receive SendFleet's signed delivery events.
 
-SendFleet POSTs one JSON event per request, signed with HMAC-SHA256 of the raw body, and never
-retries a delivery it could not make. So the endpoint trusts nothing before the signature
-checks out, stores every verified event before answering 200 (an acknowledged event is never
-lost), and does only database writes in the request; slow work belongs to signal receivers.
+SendFleet POSTs one JSON event per request, signed with HMAC-SHA256 of the raw body, expects a
+2xx within 5 seconds, and never retries a delivery it could not make. So the endpoint trusts
+nothing before the signature checks out, then stores every verified body, whatever it holds
+(``event_store.py``), commits it and answers 2xx: an acknowledged event is never lost. Nothing
+else happens before the answer: applying the event and telling ``tracking`` receivers run once
+the answer is sent (``AnswerThenProcess``), so a slow receiver or a busy database cannot make
+SendFleet give up on an event.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
 from .conf import SendFleetSettings
-from .events import process_event, store_event
+from .event_store import store_event
+from .events import after_answer
 from .exceptions import SendFleetWebhookValidationError
-from .tracking import normalise, raw_event_type
+from .models import WebhookEvent
 
 logger = logging.getLogger("django_sendfleet")
 
 SIGNATURE_HEADER = "X-SendFleet-Signature"
+#: Sent by SendFleet, but not signed: never read (the type comes from the signed body).
 EVENT_HEADER = "X-SendFleet-Event"
 _SIGNATURE_PREFIX = "sha256="
 
@@ -51,6 +56,7 @@ def verify_signature(body: bytes, header: str | None, secrets: tuple[str, ...]) 
         raise SendFleetWebhookValidationError("Webhook signature does not match.")
 
 
+@transaction.non_atomic_requests  # the event is committed on its own, before the answer
 @csrf_exempt  # SendFleet cannot send a CSRF token; the HMAC signature authenticates instead.
 @login_not_required  # nor log in: LoginRequiredMiddleware would redirect every event away.
 @require_POST
@@ -77,22 +83,46 @@ def webhook_view(request: HttpRequest) -> HttpResponse:
         logger.warning("SendFleet webhook refused: %s", error.detail)
         return _refuse(403, error.detail)
 
-    try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return _refuse(400, "Body is not JSON.")
-    if not isinstance(raw, dict):
-        return _refuse(400, "Body is not a JSON object.")
-    raw_type = raw_event_type(raw, request.headers.get(EVENT_HEADER))
-    if raw_type is None:
-        return _refuse(400, "Event has no event_type.")
-
-    event = normalise(raw, raw_type)
-    stored = store_event(event, raw_type, hashlib.sha256(body).hexdigest())
+    stored = store_event(body, max_age=settings.webhook_max_age)
     if stored is None:
-        return JsonResponse({"status": "duplicate"})
-    process_event(stored, event)
-    return JsonResponse({"status": "ok"})
+        return AnswerThenProcess({"status": "duplicate"}, event_id=None)
+    if stored.outcome != WebhookEvent.Outcome.PENDING:
+        logger.warning(
+            "SendFleet webhook event %s stored, not applied: %s", stored.pk, stored.detail
+        )
+        answer = {"status": stored.outcome, "detail": stored.detail}
+        return AnswerThenProcess(answer, event_id=None)
+    return AnswerThenProcess({"status": "ok"}, event_id=stored.pk)
+
+
+class AnswerThenProcess(JsonResponse):
+    """An answer that processes its event (``events.after_answer``) once it has been sent.
+
+    A WSGI server calls the response's ``close()`` after writing its last byte (PEP 3333):
+    gunicorn's sync and gthread workers, uWSGI, mod_wsgi and runserver do, and Django's ASGI
+    handler after the last message. So the work runs in the worker that answered, after the
+    answer, with nothing more to set up: no thread to lose when a worker is recycled, no task
+    queue to run. Should a server or middleware never call ``close()``, the event stays
+    ``pending`` and the retries (at later events, and ``sendfleet_retry_events``) process it
+    once ``PROCESSING_LEASE`` has passed.
+    """
+
+    def __init__(self, data: dict[str, Any], *, event_id: int | None) -> None:
+        super().__init__(data)
+        # The client sees the answer end here, not when the connection closes after the work.
+        self["Content-Length"] = str(len(self.content))
+        self._event_id = event_id
+        self._processed = False
+
+    def close(self) -> None:
+        try:
+            if not self._processed:
+                self._processed = True
+                after_answer(self._event_id)
+        except Exception:
+            logger.exception("SendFleet webhook: processing after the answer failed")
+        finally:
+            super().close()  # request_finished: closes the database connection after the work
 
 
 def _refuse(status: int, reason: str) -> JsonResponse:

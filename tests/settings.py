@@ -68,3 +68,10 @@ if TASKS["default"]["BACKEND"] == "django_tasks_rq.RQBackend":
 elif TASKS["default"]["BACKEND"] == "django_tasks_fennel.CeleryBackend":
     INSTALLED_APPS.append("django_tasks_fennel")
     CELERY_BROKER_URL = broker_url
+
+# tests/test_webhook_server.py runs a webhook server, on SQLite with Django's default options
+# (no IMMEDIATE transactions, no WAL, the default timeout): what a project gets without docs.
+if os.environ.get("SENDFLEET_TEST_WEBHOOK_SECRET"):
+    SENDFLEET = {"WEBHOOK_SECRET": os.environ["SENDFLEET_TEST_WEBHOOK_SECRET"]}
+if os.environ.get("SENDFLEET_TEST_SQLITE_DEFAULT_OPTIONS"):
+    DATABASES["default"].pop("OPTIONS", None)

@@ -1,6 +1,7 @@
 """The webhook endpoint: signature, storage, effects on the log and the suppression list."""
 
 import json
+from decimal import Decimal
 
 import pytest
 from django.core.mail import EmailMessage
@@ -8,6 +9,7 @@ from django.urls import reverse
 
 from django_sendfleet import signals
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
+from django_sendfleet.webhook_body import unescape_body
 from django_sendfleet.webhooks import sign
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +57,19 @@ def post_event(client, event, secret=SECRET, signature=None, body=None, **header
     )
 
 
+def kept_as_received(stored, body):
+    """The stored event gives back what was signed: its JSON, or the body's exact bytes."""
+    if stored.raw is None:
+        return unescape_body(stored.raw_body) == body
+    # Numbers compared as the decimals written: PostgreSQL's jsonb keeps 1e18 as written,
+    # where Python's float parser rounds it.
+    return exact_json(json.dumps(stored.raw)) == exact_json(body)
+
+
+def exact_json(text):
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
 def event(event_type="email.delivered", message_id="msg-1", **fields):
     return {"event_type": event_type, "message_id": message_id, "to": "ann@example.com"} | fields
 
@@ -95,21 +110,33 @@ class TestTrust:
         ("body", "why"),
         [(b"not json", "JSON"), (b"[1, 2]", "object"), (b'{"message_id": "m"}', "event_type")],
     )
-    def test_malformed_bodies_are_400_not_500(self, client, body, why):
+    def test_malformed_signed_bodies_are_stored_unprocessable_and_acknowledged(
+        self, client, body, why
+    ):
+        """Signed by SendFleet, which never retries: a 400 would lose it for good."""
         answer = post_event(client, None, body=body)
-        assert answer.status_code == 400 and why in answer.json()["detail"]
-        assert not WebhookEvent.objects.exists()
+        assert answer.status_code == 200 and answer.json()["status"] == "unprocessable"
+        stored = WebhookEvent.objects.get()
+        assert stored.outcome == "unprocessable" and why in stored.detail
+        assert kept_as_received(stored, body)
 
     def test_oversized_body_is_refused(self, client, settings):
         settings.SENDFLEET = {"WEBHOOK_SECRET": SECRET, "WEBHOOK_MAX_BODY_BYTES": 1024}
         answer = post_event(client, event(description="x" * 2000))
         assert answer.status_code == 400 and not WebhookEvent.objects.exists()
 
-    def test_event_type_may_come_from_the_header(self, client, logged_send):
+    def test_the_unsigned_event_header_never_decides_what_an_event_means(self, client, logged_send):
+        # Without a type in the signed body, the header does not supply one...
         body = {"message_id": "msg-1", "to": "ann@example.com"}
-        answer = post_event(client, body, HTTP_X_SENDFLEET_EVENT="email.delivered")
-        assert answer.status_code == 200
-        assert SendLog.objects.get().status == "delivered"
+        answer = post_event(client, body, HTTP_X_SENDFLEET_EVENT="email.complained")
+        assert answer.status_code == 200 and answer.json()["status"] == "unprocessable"
+        assert SendLog.objects.get().status == "queued" and not Suppression.objects.exists()
+        # ...nor overrides the body's.
+        answer = post_event(
+            client, event("email.delivered"), HTTP_X_SENDFLEET_EVENT="email.complained"
+        )
+        assert answer.json()["status"] == "ok"
+        assert SendLog.objects.get().status == "delivered" and not Suppression.objects.exists()
 
 
 def test_no_secret_configured_refuses_every_event(client, settings, logged_send):

@@ -1,4 +1,5 @@
-"""Delete old send log rows in batches. Suppressions and unsent (pending) rows are kept."""
+"""Delete old send log rows in batches, and reduce old webhook events to their digest.
+Suppressions and unsent (pending) rows are kept."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_sendfleet import message_content
+from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.event_retention import PrunedEvents, prune_events
 from django_sendfleet.models import SendLog
 from django_sendfleet.status import LogStatus
 
@@ -32,8 +35,14 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be 1 or more.")
         cutoff = timezone.now() - timedelta(days=days)
         old = SendLog.objects.filter(created_at__lt=cutoff).exclude(status__in=KEPT_STATUSES)
+        # Webhook events too: reduced to the digest that recognises a replay (event_retention).
+        max_age = SendFleetSettings().webhook_max_age
         if dry_run:
-            self.stdout.write(f"{old.count()} rows older than {cutoff:%Y-%m-%d %H:%M} would go.")
+            events = prune_events(cutoff, max_age=max_age, batch_size=batch_size, dry_run=True)
+            self.stdout.write(
+                f"{old.count()} rows older than {cutoff:%Y-%m-%d %H:%M} would go; "
+                f"{_events_summary(events)}"
+            )
             return
         deleted = 0
         while True:
@@ -47,6 +56,16 @@ class Command(BaseCommand):
                 deleted += batch.delete()[0]
                 message_content.release(contents)  # logged content no row refers to any more
             self.stdout.write(f"deleted {deleted} rows so far")
+        events = prune_events(cutoff, max_age=max_age, batch_size=batch_size)
         self.stdout.write(
-            self.style.SUCCESS(f"Deleted {deleted} send log rows older than {days} days.")
+            self.style.SUCCESS(
+                f"Deleted {deleted} send log rows older than {days} days; {_events_summary(events)}"
+            )
         )
+
+
+def _events_summary(events: PrunedEvents) -> str:
+    return (
+        f"webhook events: {events.reduced_to_digest} reduced to their digest, "
+        f"{events.deleted} signed before WEBHOOK_MAX_AGE deleted."
+    )
