@@ -9,8 +9,9 @@ checks that the backend does exactly that:
 
 - the bulk of the examples go through the real ``EmailBackend`` with the HTTP call replaced by
   the sandbox's copy of the API's validator (fast, many examples);
-- a bounded number go over real HTTP to a sandbox, through ``EmailBackend`` and through
-  ``QueuedEmailBackend`` and its worker; no answer may ever be a 400.
+- a bounded number go through the real client to a sandbox (in process: the same bytes an HTTP
+  request would carry), through ``EmailBackend`` and through ``QueuedEmailBackend`` and its
+  worker; no answer may ever be a 400.
 
 Hypothesis runs derandomized with no example database, so CI sees the same examples each run.
 """
@@ -433,7 +434,7 @@ def cases(draw, sender_domains, recipient_addresses, huge_body):
 
 
 ANY_SENDER_DOMAIN = st.sampled_from(["example.com", "EXAMPLE.COM", "bücher.de", "mail.shop.dev"])
-# Over HTTP only the sandbox's verified domains: any other is a 403, not what this is about.
+# To the sandbox only its verified domains: any other is a 403, not what this is about.
 SANDBOX_SENDER_DOMAIN = st.sampled_from(["example.com", "Example.COM", "nospf.example.com"])
 SANDBOX_RECIPIENT = mostly(RECIPIENT_ADDRESS, st.just(SUPPRESSED_EMAIL))
 
@@ -573,7 +574,7 @@ def test_every_message_becomes_valid_payloads_or_a_local_refusal(
     check_log(case)
 
 
-# A bounded number over real HTTP: the sandbox never answers 400.
+# A bounded number through the real client to the sandbox: it never answers 400.
 
 
 @settings(max_examples=40, **COMMON)

@@ -43,7 +43,7 @@ from .defaults import (
     VERIFIED_DOMAIN,
 )
 from .inprocess import InProcessSandbox
-from .plans import PLANS, Plan
+from .plans import DEFAULT_PLAN, PLANS, Plan
 from .server import CONTROL_PREFIX, SEND_PATH, SandboxServer
 from .state import RecordedRequest, SandboxState
 from .webhooks import Delivery, WebhookSender
@@ -100,7 +100,7 @@ class Sandbox(BaseSandbox):
         rate_limit: tuple[int, float] = (60, 60.0),
         latency: float = 0.0,
         populate: bool = True,
-        plan: str = "growth",
+        plan: str = DEFAULT_PLAN,
         usage_lag: float = 0.0,
     ) -> None:
         super().__init__(rate_limit, latency, populate, plan, usage_lag)

@@ -98,6 +98,8 @@ class BaseSandbox:
     ) -> Account:
         """Add an account on ``plan`` (or the usual plan of ``plan_mode``; else the sandbox's
         plan). ``quota`` overrides the plan's monthly quota."""
+        if plan_mode is not None and plan_mode not in PLAN_FOR_MODE:
+            raise ValueError(f"Unknown plan mode {plan_mode!r}: choose one of shared, byoc.")
         if plan is None:
             plan = PLAN_FOR_MODE[plan_mode] if plan_mode else self.plan.name
         elif plan_mode is not None and get_plan(plan).mode != plan_mode:

@@ -23,6 +23,7 @@ from typing import Any
 import django
 from django.test.utils import TestContextDecorator, override_settings
 
+from . import InProcessSandbox, Sandbox
 from .base import BaseSandbox
 from .defaults import SANDBOX_API_KEY
 from .plans import DEFAULT_PLAN, get_plan
@@ -57,15 +58,14 @@ def make_sandbox(
     rate_limit: tuple[int, float] = (60, 60.0),
 ) -> BaseSandbox:
     """A new, unstarted sandbox: in process unless ``socket``."""
-    from . import InProcessSandbox, Sandbox
-
     kind = Sandbox if socket else InProcessSandbox
     return kind(plan=plan, usage_lag=usage_lag, rate_limit=rate_limit)
 
 
 class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_settings
     """Send through django-sendfleet to a fresh sandbox (in process unless ``socket=True``),
-    on ``plan``, for the decorated test, class or ``with`` block."""
+    on ``plan``, for the decorated test, class or ``with`` block. ``sendfleet``: more
+    ``SENDFLEET`` settings for it (a ``WEBHOOK_SECRET``...)."""
 
     def __init__(
         self,
@@ -74,6 +74,7 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
         plan: str = DEFAULT_PLAN,
         usage_lag: float = 0.0,
         rate_limit: tuple[int, float] = (60, 60.0),
+        sendfleet: Mapping[str, Any] | None = None,
         attr_name: str | None = "sandbox",
         kwarg_name: str | None = "sandbox",
     ) -> None:
@@ -84,6 +85,7 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
             "rate_limit": rate_limit,
         }
         get_plan(plan)  # refuse a bad option here, not in each test's setUp
+        self.sendfleet = dict(sendfleet or {})
         self._active: list[tuple[BaseSandbox, override_settings]] = []
         super().__init__(attr_name=attr_name, kwarg_name=kwarg_name)
 
@@ -91,7 +93,7 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
         from django.conf import settings
 
         sandbox = make_sandbox(**self.options).start()
-        current = getattr(settings, "SENDFLEET", None)
+        current = {**getattr(settings, "SENDFLEET", {}), **self.sendfleet}
         override = override_settings(**backend_settings(sandbox, current))
         try:
             override.enable()
