@@ -31,6 +31,7 @@ from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
 from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
 from .ratelimit import SlidingWindowLimiter
+from .reputation_guard import ReputationGuard
 from .retry import WaitInProcess
 from .sending import (
     Deferred,
@@ -121,6 +122,10 @@ class EmailBackend(BaseEmailBackend):
             policy=WaitInProcess(self.settings.max_retry_wait),
             suppressions=suppressions,
             key_guard=self.key_guard,
+            # Without the send log there is nothing to count: such a mailer is not guarded.
+            reputation=ReputationGuard.for_mailer(self.mailer, self.settings)
+            if self.settings.send_log
+            else None,
         )
 
     def _write_log(self, log: SendLogBatch) -> None:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from .exceptions import SendFleetConfigurationError
+from .reputation_levels import Thresholds, parse_thresholds
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
 API_KEY_ENVIRONMENT_VARIABLE = "SENDFLEET_API_KEY"
@@ -181,6 +182,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("LEASE_SECONDS", 300, _positive_int),
     # After a 401, the key is not used for this long, by any process (key_guard.py).
     Option("KEY_REFUSED_PAUSE", 120, _positive_int),
+    # The reputation guard (docs/reputation.md): a bulk mailer stops while a rate is at danger.
+    Option("BULK", False, _boolean),
+    Option("REPUTATION", None, parse_thresholds, per_mailer=False),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -293,6 +297,14 @@ class SendFleetSettings:
     @property
     def key_refused_pause(self) -> int:
         return self._get("KEY_REFUSED_PAUSE")
+
+    @property
+    def bulk(self) -> bool:
+        return self._get("BULK")
+
+    @property
+    def reputation(self) -> Thresholds:
+        return self._get("REPUTATION")
 
     @property
     def send_log(self) -> bool:

@@ -322,6 +322,21 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         "again run 'manage.py sendfleet_requeue --key-fixed'.",
     ),
     ErrorSpec(
+        "reputation_hold",
+        None,
+        exc.SendFleetReputationHold,
+        False,
+        batch_effect=BatchEffect.STOP_BATCH,
+        sent_by_api=False,
+        meaning="A mailer marked BULK did not send because the account's bounce or complaint "
+        "rate over the last 7 days is at danger (docs/reputation.md): SendFleet suspends "
+        "accounts whose rates stay high. Nothing was sent; queued sends are held, not failed, "
+        "and transactional mailers keep sending.",
+        fix="Find the cause on the admin dashboard (the mailer, the bouncing domains) and clean "
+        "the list. Held sends go out once the level falls below danger, or when an operator "
+        "releases them there; a synchronous bulk send can be sent again then.",
+    ),
+    ErrorSpec(
         "lease_expired",
         None,
         exc.SendFleetLeaseExpired,
@@ -332,6 +347,20 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         "the email may have been sent.",
         fix="Not resent automatically, since that could send twice. Check the send in "
         "SendFleet's dashboard before resending; look at why the worker stopped.",
+    ),
+    ErrorSpec(
+        "soft_bounce",
+        None,
+        exc.SendFleetSoftBounce,
+        False,
+        sent_by_api=False,
+        recipient_status="queued",
+        meaning="Not an error of the send, which SendFleet accepted: an email.bounced event "
+        "said the bounce was transient (a full mailbox, a server refusing for now) and SES "
+        "gave up. The row is bounced, the address is not suppressed, and the bounce rate "
+        "counts hard bounces only.",
+        fix="Nothing for one. Many to one domain: that domain's mail servers have a problem; "
+        "resend later from the admin if the message matters.",
     ),
     ErrorSpec(
         "invalid_message",

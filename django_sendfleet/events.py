@@ -30,6 +30,7 @@ from django.utils import timezone
 from . import signals
 from .conf import SendFleetSettings
 from .event_store import PROCESSING_LEASE, finish_storing
+from .exceptions import SendFleetSoftBounce
 from .mailers import backend_class
 from .models import SendLog, Suppression, WebhookEvent
 from .status import LogStatus, statuses_an_event_may_replace
@@ -248,9 +249,12 @@ def _apply(stored: WebhookEvent, event: TrackingEvent) -> tuple[TrackingEvent, b
         stored.recipient = row.recipient
     new_status = _STATUS_FOR_EVENT.get(event.event_type)
     if new_status is not None and row is not None:
+        # A soft bounce says so in the row's error code: the bounce rate counts hard ones only.
+        soft = event.event_type == "bounced" and not event.permanent
+        marked = {"error_code": SendFleetSoftBounce.error_code} if soft else {}
         SendLog.objects.filter(
             pk=row.pk, status__in=statuses_an_event_may_replace(new_status)
-        ).update(status=new_status, updated_at=timezone.now())
+        ).update(status=new_status, updated_at=timezone.now(), **marked)
     if event.suppresses_recipient and event.recipient:
         reason = (
             Suppression.Reason.COMPLAINT

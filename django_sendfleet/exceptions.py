@@ -125,6 +125,21 @@ class SendFleetRateLimitWait(SendFleetError):
         self.retry_after = retry_after
 
 
+class SendFleetReputationHold(SendFleetError):
+    """A bulk mailer's send was not attempted: the account's bounce or complaint rate is at
+    danger (``reputation_guard.py``). Nothing was sent. The queued worker holds the row
+    (``pending``) and looks again at ``held_until``; transactional mailers are never held."""
+
+    def __init__(self, detail: str = "", *, held_until: datetime | None = None, **kwargs: Any):
+        super().__init__(detail, **kwargs)
+        self.held_until = held_until
+
+
+class SendFleetSoftBounce(SendFleetError):
+    """Not raised by a send: a delivery event said the message bounced temporarily. Its row
+    stays ``bounced`` with this error code, so the bounce rate counts hard bounces only."""
+
+
 class SendFleetWebhookValidationError(SendFleetError, SuspiciousOperation):
     """A webhook request failed signature or shape validation."""
 

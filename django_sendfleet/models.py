@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
+from .reputation_state import ReputationLevel  # noqa: F401  (one of the app's models)
 from .rollups import SendLogQuerySet, deleting, saving
 from .status import LogStatus
 

@@ -8,7 +8,7 @@ the wait it prescribes:
   ``MAX_RETRY_WAIT``; past that it gives up and the error is the recipient's outcome.
 - ``Reschedule`` (the queued worker): it never sleeps for a retry. The row goes back to the
   outbox until the retry is due and a deferred task sends it then; quota exhaustion holds the
-  row until the quota resets.
+  row until the quota resets, and the reputation guard holds a bulk mailer's rows.
 
 Both may wait for a slot of the shared rate limiter up to ``MAX_RETRY_WAIT``: the limiter knows
 when its next slot frees, so a short sleep there is cheaper and fairer than a round trip
@@ -29,6 +29,7 @@ from .exceptions import (
     SendFleetError,
     SendFleetKeyRefused,
     SendFleetRateLimitWait,
+    SendFleetReputationHold,
     SendFleetUsageLimitExceeded,
 )
 
@@ -122,8 +123,11 @@ class Reschedule:
         return Defer(timezone.now() + timedelta(seconds=wait), f"retry {attempts} in {wait:.1f} s")
 
     def before_blocked(self, blocker: SendFleetError) -> Defer | None:
-        # Neither an exhausted quota nor a refused key is the message's fault: hold it until
-        # the quota resets, or the key's pause ends (a fixed key is used then).
+        # Neither an exhausted quota nor a refused key nor the account's reputation is the
+        # message's fault: hold it until the quota resets, the key's pause ends (a fixed key is
+        # used then), or it is time to look at the reputation level again.
+        if isinstance(blocker, SendFleetReputationHold) and blocker.held_until:
+            return Defer(blocker.held_until, "held while the account's reputation is at danger")
         if isinstance(blocker, SendFleetUsageLimitExceeded):
             return Defer(start_of_next_month(timezone.now()), "held until the monthly quota resets")
         refused_until = getattr(blocker, "refused_until", None)

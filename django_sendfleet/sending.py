@@ -1,11 +1,12 @@
 """Send one recipient: the one path ``EmailBackend`` and the queued worker both take.
 
 In order: the local suppression list, the batch guard (an earlier error that rules this send
-out), the shared rate limiter, the attempt, and what the retry policy makes of a failure. The
-result is the recipient's ``RecipientStatus`` (``outcome.py``), or ``Deferred`` when the policy
-gives the send back to the outbox. What follows a finished send (the log row's fields, the
-failure signals, the catch-up of early webhook events) is in ``finish_recipient`` below and in
-``send_log.outcome_fields``, also shared by both.
+out), the API key's pause after a 401, the reputation guard (a bulk mailer waits while the
+account is at danger), the shared rate limiter, the attempt, and what the retry policy makes of
+a failure. The result is the recipient's ``RecipientStatus`` (``outcome.py``), or ``Deferred``
+when the policy gives the send back to the outbox. What follows a finished send (the log row's
+fields, the failure signals, the catch-up of early webhook events) is in ``finish_recipient``
+below and in ``send_log.outcome_fields``, also shared by both.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .exceptions import (
     SendFleetKeyRefused,
     SendFleetRateLimitWait,
     SendFleetRecipientSuppressed,
+    SendFleetReputationHold,
 )
 from .failures import handle_failure
 from .models import normalise_email
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .client import Accepted, SendFleetClient
     from .key_guard import KeyGuard
     from .ratelimit import SlidingWindowLimiter
+    from .reputation_guard import ReputationGuard
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -115,9 +118,11 @@ class RecipientSender:
         suppressions: SuppressionCheck | None,
         key_guard: KeyGuard | None = None,
         guard: BatchGuard | None = None,
+        reputation: ReputationGuard | None = None,
     ) -> None:
         self.client = client
         self.key_guard = key_guard
+        self.reputation = reputation
         self.limiter = limiter
         self.policy = policy
         self.suppressions = suppressions
@@ -136,7 +141,11 @@ class RecipientSender:
             stopped = self.suppressions.stop(recipient, message, attempts_before)
             if stopped is not None:
                 return stopped
-        blocker = self.guard.blocker(from_domain) or self._key_refused(recipient, payload, message)
+        blocker = (
+            self.guard.blocker(from_domain)
+            or self._key_refused(recipient, payload, message)
+            or self._reputation_hold(recipient, payload, message)
+        )
         if blocker is not None:
             hold = self.policy.before_blocked(blocker)
             if hold is not None:
@@ -163,6 +172,16 @@ class RecipientSender:
             self.guard.record(refused, "")  # stops the batch: no more cache reads for it
             return refused
         return None
+
+    def _reputation_hold(
+        self, recipient: str, payload: dict[str, Any], message: EmailMessage | None
+    ) -> SendFleetReputationHold | None:
+        """A bulk mailer's hold while the account is at danger, as this batch's blocker."""
+        hold = self.reputation.hold() if self.reputation is not None else None
+        if hold is not None:
+            hold.recipient, hold.payload, hold.email_message = recipient, payload, message
+            self.guard.record(hold, "")  # stops the batch: the rest waits too
+        return hold
 
     def _attempt_until_done(
         self,

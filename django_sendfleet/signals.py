@@ -19,6 +19,10 @@ mailer alias, so one receiver sees synchronous and queued sends alike.
   webhook. ``message`` is None for a webhook.
 - ``tracking(event, esp_name, mailer)``: a verified delivery event from SendFleet's webhook, as a
   ``django_sendfleet.tracking.TrackingEvent`` (fields as django-anymail's tracking event).
+- ``reputation_changed(mode, mailer, level, previous, rates)``: the level of an account mode's
+  bounce or complaint rates (``mailer`` None) or of one mailer's changed, e.g. ``"warning"`` ->
+  ``"danger"``; sent once per change across processes. ``rates`` is a
+  ``django_sendfleet.reputation.Rates`` (None when the scope has no sends left in the window).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ send_failed = _SendFleetSignal()
 send_forbidden = _SendFleetSignal()
 recipient_suppressed = _SendFleetSignal()
 tracking = _SendFleetSignal()
+reputation_changed = _SendFleetSignal()
 
 
 def cancelled_by_receiver(sender: type, **kwargs: Any) -> CancelSend | None:

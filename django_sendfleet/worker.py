@@ -10,7 +10,7 @@ resends it.
 Each row is sent by the same code as the synchronous backend (``sending.py``) with the
 ``Reschedule`` retry policy: a retryable failure puts the row back to ``pending`` with
 ``not_before`` and the row's ``attempts`` carries the count across runs; quota exhaustion holds
-rows until the quota resets.
+rows until the quota resets, and the reputation guard holds a bulk mailer's rows.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .models import MessageContent, SendLog
 from .outcome import RecipientStatus, SendStatus
 from .payloads import message_from_payload, outbox_payload
 from .ratelimit import SlidingWindowLimiter
+from .reputation_guard import ReputationGuard
 from .retry import Reschedule
 from .sending import Deferred, RecipientSender, SuppressionCheck, domain_of, finish_recipient
 from .status import LogStatus
@@ -106,6 +107,7 @@ class _MailerWorker:
             policy=Reschedule(settings.max_retry_wait),
             suppressions=self.suppressions,
             key_guard=KeyGuard.for_settings(settings),
+            reputation=ReputationGuard.for_mailer(mailer, settings),
         )
         self.later: list[tuple[int, datetime]] = []
         #: The last content read: a task's rows are mostly one message's, read once.

@@ -81,10 +81,11 @@ def _forget_api_key_refusals():
     from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
 
-    from django_sendfleet import key_guard
+    from django_sendfleet import key_guard, reputation_state
 
     yield
     key_guard._refused_here.clear()
+    reputation_state.forget()  # this process's reputation figures: not past one test
     for alias in caches:
         if isinstance(caches[alias], LocMemCache):
             caches[alias].clear()

@@ -60,7 +60,7 @@ PRIMER = "primer@example.com"  # a send made before the one under test, to set s
 #: Rows for refusals before any request: tests/test_properties.py covers them.
 LOCAL_ROWS = {"invalid_message", "unsupported_feature", "recipients_refused"}
 #: Rows whose outcome differs in kind between the backends: tested after the matrix.
-TESTED_APART = {"rate_limit_wait", "lease_expired", "key_refused"}
+TESTED_APART = {"rate_limit_wait", "lease_expired", "key_refused", "reputation_hold", "soft_bounce"}
 #: Rows the queued worker holds (pending) instead of failing: not the message's fault.
 HELD_CODES = {"usage_limit_exceeded", "authentication_failed"}
 

@@ -1,0 +1,203 @@
+"""The reputation guard: while the Shared account is at danger, bulk mailers stop (queued rows
+held, synchronous sends refused) and transactional mailers keep sending; nothing is dropped.
+The danger is made by the sandbox's bounce events through the app's webhook view."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django
+import pytest
+from django.core.mail import EmailMessage
+from django.urls import reverse
+from django.utils import timezone
+
+from django_sendfleet import reputation_state, tasks
+from django_sendfleet.backends import EmailBackend
+from django_sendfleet.exceptions import SendFleetReputationHold
+from django_sendfleet.models import SendLog
+from django_sendfleet.reputation_guard import HOLD_RECHECK
+from django_sendfleet.reputation_release import held_rows, release_held_sends
+from django_sendfleet.reputation_state import ReputationLevel
+
+pytestmark = [
+    pytest.mark.usefixtures("sendfleet_settings"),
+    pytest.mark.django_db,
+    pytest.mark.sendfleet_sandbox(rate_limit=(10_000, 60)),
+]
+
+SECRET = "reputation-webhook-secret"
+SENDER = "News <news@example.com>"
+SYNC = "django_sendfleet.backends.EmailBackend"
+QUEUED = "django_sendfleet.backends.QueuedEmailBackend"
+needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1's")
+
+
+@pytest.fixture
+def shared_account(sandbox, sendfleet_settings, settings):
+    """Shared SES with webhooks; a bulk queued mailer, a transactional queued one and the
+    default (synchronous, transactional) one. Thresholds: 10 % warning, 20 % danger."""
+    sendfleet_settings["WEBHOOK_SECRET"] = SECRET
+    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "BOUNCE_RATE": (0.1, 0.2)}
+    sandbox.configure_webhook(reverse("sendfleet-webhook"), SECRET)
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {
+            "default": {"BACKEND": SYNC},
+            "newsletter": {"BACKEND": QUEUED, "OPTIONS": {"bulk": True}},
+            "receipts": {"BACKEND": QUEUED},
+        }
+    return sandbox
+
+
+def mail(sandbox, addresses, using=None, subject="Hello"):
+    for address in addresses:
+        EmailMessage(subject, "Body", SENDER, [address]).send(**({"using": using} if using else {}))
+    sandbox.deliver_webhooks()
+
+
+def campaign(sandbox, using="newsletter", count=5, start=0):
+    for n in range(start, start + count):
+        EmailMessage("Our news", "Body", SENDER, [f"reader{n}@example.com"]).send(using=using)
+
+
+@pytest.fixture
+def danger(shared_account):
+    """The account at danger: 3 hard bounces in 10 sends (30 %)."""
+    addresses = [f"ok+{n}@example.com" for n in range(7)]
+    mail(shared_account, addresses + [f"bounce+{n}@example.com" for n in range(3)])
+    account = reputation_state.check_now().snapshot.accounts["shared"]
+    assert account.level == "danger"
+    return shared_account
+
+
+def sent_to(sandbox, prefix):
+    return sorted(r for r in sandbox.recipients if r.startswith(prefix))
+
+
+@needs_mailers
+def test_queued_bulk_rows_are_held_not_failed_while_at_danger(
+    danger, django_capture_on_commit_callbacks
+):
+    before = len(danger.requests)
+    with django_capture_on_commit_callbacks(execute=True):
+        EmailMessage("Our news", "Body", SENDER, ["a@example.com", "b@example.com"]).send(
+            using="newsletter"
+        )
+    assert len(danger.requests) == before  # nothing attempted
+    rows = list(SendLog.objects.filter(mailer="newsletter"))
+    assert {(r.status, r.error_code) for r in rows} == {("pending", "reputation_hold")}
+    assert all(
+        "reputation is at danger" in r.detail and "bounce rate 30.00 %" in r.detail for r in rows
+    )
+    soon = timezone.now() + HOLD_RECHECK
+    assert all(abs(r.not_before - soon) < timedelta(seconds=30) for r in rows)
+    assert all(r.attempts == 0 for r in rows)
+    assert held_rows().count() == 2
+
+
+@needs_mailers
+def test_transactional_mailers_keep_sending_at_danger(danger, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        EmailMessage("Reset your password", "Body", SENDER, ["ann@example.com"]).send(
+            using="receipts"
+        )
+    EmailMessage("Reset your password", "Body", SENDER, ["bob@example.com"]).send()
+    assert sent_to(danger, "ann@") == ["ann@example.com"]
+    assert sent_to(danger, "bob@") == ["bob@example.com"]
+    assert set(
+        SendLog.objects.filter(recipient__in=["ann@example.com", "bob@example.com"]).values_list(
+            "status", flat=True
+        )
+    ) == {"queued"}
+    assert not held_rows().exists()
+
+
+def test_a_synchronous_bulk_send_raises_and_sends_nothing(danger):
+    before = len(danger.requests)
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com", "b@example.com"])
+    with pytest.raises(SendFleetReputationHold, match="marked BULK") as raised:
+        EmailBackend(bulk=True).send_messages([message])
+    assert len(danger.requests) == before
+    assert "bounce rate 30.00 %" in str(raised.value)
+    assert {r.status for r in message.anymail_status.recipients.values()} == {"failed"}
+    rows = SendLog.objects.filter(recipient__in=["a@example.com", "b@example.com"])
+    assert set(rows.values_list("status", "error_code")) == {("failed", "reputation_hold")}
+
+
+def test_a_bulk_mailer_sends_while_the_account_is_healthy(shared_account):
+    mail(shared_account, [f"ok+{n}@example.com" for n in range(10)])
+    assert reputation_state.check_now().snapshot.accounts["shared"].level == "healthy"
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    assert EmailBackend(bulk=True).send_messages([message]) == 1
+
+
+def test_a_bulk_mailer_sends_while_the_level_is_unknown(sandbox, sendfleet_settings):
+    # No WEBHOOK_SECRET: no event can arrive, so the rates are unknown and nothing is held.
+    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 1}
+    mail(sandbox, [f"bounce+{n}@example.com" for n in range(5)])
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    assert EmailBackend(bulk=True).send_messages([message]) == 1
+
+
+@needs_mailers
+def test_held_rows_wait_while_danger_lasts_then_go_when_the_level_falls(
+    danger, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign(danger, count=3)
+    ids = list(held_rows().values_list("pk", flat=True))
+    assert len(ids) == 3
+
+    # Their next look at the level, still at danger: held again, still not failed.
+    held_rows().update(not_before=timezone.now())
+    tasks.send_and_reschedule(ids)
+    assert held_rows().count() == 3 and sent_to(danger, "reader") == []
+
+    # Good sends bring the rate down (3 in 30: 10 %, warning): the next look sends them.
+    mail(danger, [f"ok+{n}@example.com" for n in range(100, 120)])
+    assert reputation_state.check_now().snapshot.accounts["shared"].level == "warning"
+    held_rows().update(not_before=timezone.now())
+    tasks.send_and_reschedule(ids)
+    assert sent_to(danger, "reader") == [f"reader{n}@example.com" for n in range(3)]
+    rows = SendLog.objects.filter(pk__in=ids)
+    assert set(rows.values_list("status", "error_code")) == {("queued", "")}
+
+
+@needs_mailers
+def test_an_operator_release_sends_the_held_rows_at_danger(
+    danger, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign(danger, count=3)
+    assert held_rows().count() == 3
+    released = release_held_sends()
+    assert (released.modes, released.rows) == (["shared"], 3)
+    assert sent_to(danger, "reader") == [f"reader{n}@example.com" for n in range(3)]
+    assert not held_rows().exists()
+    assert ReputationLevel.objects.get(mode="shared", mailer="").released
+    # Released until the level changes: the rest of the campaign goes too.
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign(danger, count=2, start=10)
+    assert len(sent_to(danger, "reader")) == 5
+
+
+@needs_mailers
+def test_a_release_ends_when_the_level_changes(danger, django_capture_on_commit_callbacks):
+    release_held_sends()
+    mail(danger, [f"ok+{n}@example.com" for n in range(100, 120)])  # 3 in 30: warning
+    reputation_state.check_now()
+    mail(danger, [f"bounce+{n}@example.com" for n in range(100, 110)])  # 13 in 40: danger
+    assert reputation_state.check_now().snapshot.accounts["shared"].level == "danger"
+    assert not ReputationLevel.objects.get(mode="shared", mailer="").released
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign(danger, count=2)
+    assert held_rows().count() == 2
+
+
+def test_a_release_seen_by_another_process_is_honoured_at_once(danger):
+    """Another process released the danger; this one's figures still say danger."""
+    seen = reputation_state.current()
+    ReputationLevel.objects.filter(mailer="").update(released_at=timezone.now())
+    assert reputation_state.current() is seen  # not refreshed yet
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    assert EmailBackend(bulk=True).send_messages([message]) == 1
