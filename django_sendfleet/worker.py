@@ -121,6 +121,8 @@ class _MailerWorker:
                 row = claim(row_id, self.settings.lease_seconds)
                 if row is not None:
                     self._send_row(row)
+                else:
+                    self._defer_if_early(row_id)
         finally:
             client.close()
             if self.suppressions is not None:
@@ -130,6 +132,20 @@ class _MailerWorker:
             Rescheduled([row_id for row_id, at in self.later if at == when], when, task_backend)
             for when in sorted({when for _, when in self.later})
         ]
+
+    def _defer_if_early(self, row_id: int) -> None:
+        """A task run before its row is due (RQ's scheduler keeps whole seconds, a worker's
+        clock may be ahead) schedules the row again for when it is due, instead of leaving it
+        to ``sendfleet_requeue``."""
+        not_before = (
+            SendLog.objects.filter(
+                pk=row_id, status=LogStatus.PENDING, not_before__gt=timezone.now()
+            )
+            .values_list("not_before", flat=True)
+            .first()
+        )
+        if not_before is not None:
+            self.later.append((row_id, not_before))
 
     def _send_row(self, row: SendLog) -> None:
         payload = outbox_payload(row, self._content_of(row))
