@@ -276,6 +276,7 @@ class TestEffects:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # posts over HTTP to live_server
 def test_sandbox_delivers_signed_events_to_the_live_endpoint(
     live_server, sendfleet_settings, sandbox
 ):
@@ -308,6 +309,7 @@ def test_sandbox_delivers_signed_events_to_the_live_endpoint(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # posts over HTTP to live_server
 def test_sandbox_webhooks_with_a_wrong_secret_are_refused(live_server, sendfleet_settings, sandbox):
     sendfleet_settings["WEBHOOK_SECRET"] = SECRET
     sandbox.configure_webhook(live_server.url + reverse("sendfleet-webhook"), "not-the-secret")
