@@ -65,20 +65,39 @@ class Engine:
             "worker",
             "--hostname",
             f"sendfleet{number}@%h",  # several workers on one machine need their own names
+            "--concurrency",
+            "1",  # one pool process: N workers are N senders, as with the other engines
             "--loglevel",
             "INFO",
         ]
 
+    def settings(self, broker_url: str) -> dict[str, Any]:
+        """The settings of a process that queues onto this engine (as the workers have)."""
+        if self.name == "rq":
+            return {
+                "TASKS": {"default": {"BACKEND": self.backend, "QUEUES": ["default"]}},
+                "RQ_QUEUES": {"default": {"URL": broker_url}},
+            }
+        if self.name == "celery":
+            return {
+                "TASKS": {"default": {"BACKEND": self.backend}},
+                "CELERY_BROKER_URL": broker_url,
+            }
+        return {"TASKS": {"default": {"BACKEND": self.backend}}}
+
     def configure(self, settings: Any, broker_url: str) -> None:
         """Queue onto this engine from this process (pytest-django's ``settings``)."""
-        settings.TASKS = {"default": {"BACKEND": self.backend}}
-        if self.name == "rq":
-            settings.TASKS["default"]["QUEUES"] = ["default"]
-            settings.RQ_QUEUES = {"default": {"URL": broker_url}}
-        elif self.name == "celery":
-            settings.CELERY_BROKER_URL = broker_url
-            # What django_tasks_fennel's AppConfig.ready() does where it is installed: its app,
-            # configured from the CELERY_* settings, becomes the current one.
+        for name, value in self.settings(broker_url).items():
+            setattr(settings, name, value)
+        self.start_app(broker_url)
+
+    def start_app(self, broker_url: str) -> None:
+        """What the engine's Django app does where it is installed (this process has it not).
+
+        Celery: django_tasks_fennel's ``AppConfig.ready()`` makes its app, configured from the
+        ``CELERY_*`` settings, the one the backend sends with.
+        """
+        if self.name == "celery":
             from django_tasks_fennel.app import app
 
             app.set_default()

@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import SendLog
-from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
+from django_sendfleet.sandbox import SANDBOX_API_KEY
 
 from .engines import CELERY, RQ, Engine
 from .worker_processes import (
@@ -46,10 +46,9 @@ def engine(request) -> Engine:
 
 
 @pytest.fixture
-def sandbox():
+def sandbox(sendfleet_socket_sandbox):
     """The socket server: the workers are other processes."""
-    with Sandbox() as sandbox:
-        yield sandbox
+    return sendfleet_socket_sandbox
 
 
 @pytest.fixture
@@ -105,6 +104,22 @@ def test_several_workers_send_every_message_exactly_once_without_a_429(sandbox, 
     assert len(sent_to) == 30 and len(set(sent_to)) == 30
     assert [r.status for r in sandbox.requests if r.status != 200] == []
     assert SendLog.objects.filter(status="queued").count() == 30
+
+
+def test_a_retryable_error_is_sent_again_by_the_deferred_task(sandbox, workers):
+    """A 502 gives the row back to the outbox for 1 s and schedules its task for then: RQ's
+    scheduler (``rqworker --with-scheduler``) or a Celery eta runs it, no sendfleet_requeue."""
+    sandbox.inject_fault(502)
+    workers.start(1)
+    queue_messages(1)
+    wait_for(
+        lambda: SendLog.objects.filter(status="queued").exists(),
+        60,
+        "the retried send",
+        workers.log,
+    )
+    assert [request.status for request in sandbox.requests] == [502, 200]
+    assert SendLog.objects.get().attempts == 2
 
 
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, workers):
