@@ -29,7 +29,8 @@ MATRIX = [
 )
 def tests(session: nox.Session, django: str, database: str) -> None:
     session.chdir(ROOT)
-    extras = "test,postgres" if database == "postgres" else "test"
+    # Worker processes run where PostgreSQL is the database: there, the RQ and Celery engines too.
+    extras = "test,postgres,engines" if database == "postgres" else "test"
     session.install("-q", "-e", f".[{extras}]", f"django~={django}.0")
     env = {}
     if database == "postgres":
