@@ -520,13 +520,13 @@ def _api_problem(error: SendFleetError, prefix: str, url: str, ms: int) -> Check
 
 
 def _network_reason(error: SendFleetNetworkError) -> str:
-    cause = error.__cause__
-    if isinstance(cause, requests.ConnectTimeout):
+    kind = error.cause_type or BaseException  # the requests error's class (it is not chained)
+    if issubclass(kind, requests.ConnectTimeout):
         return "the connection timed out (TIMEOUT)"
-    if isinstance(cause, requests.ReadTimeout):
+    if issubclass(kind, requests.ReadTimeout):
         return "no answer within the read timeout (TIMEOUT)"
-    text = str(cause or error)
-    if isinstance(cause, requests.ConnectionError) and "NameResolutionError" in text:
+    text = error.cause or str(error)
+    if issubclass(kind, requests.ConnectionError) and "NameResolutionError" in text:
         return "the host name does not resolve"
     found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
     return found.group(0) if found else error.detail

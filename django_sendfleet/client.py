@@ -141,7 +141,7 @@ def _network_error(error: requests.RequestException, **context: Any) -> SendFlee
     kind = SendFleetNetworkError if reached else SendFleetConnectionFailed
     what = "may have been sent" if reached else "was not sent"
     cause = f"{type(error).__name__}: {error}"
-    return kind(f"{cause} (the email {what})", cause=cause, **context)
+    return kind(f"{cause} (the email {what})", cause=cause, cause_type=type(error), **context)
 
 
 def _never_connected(error: requests.RequestException) -> bool:

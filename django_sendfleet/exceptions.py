@@ -97,11 +97,20 @@ class SendFleetNetworkError(SendFleetError):
 
     may_have_been_sent = True
 
-    def __init__(self, detail: str = "", *, cause: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        cause: str = "",
+        cause_type: type[BaseException] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(detail, **kwargs)
-        #: The underlying error's type and text, secrets redacted. The error itself is not
-        #: chained (``__cause__``): its frames hold the request's headers, and so the API key.
+        #: The underlying error's type and text, secrets redacted, and its class. The error
+        #: itself is not chained (``__cause__``): its frames hold the request's headers, and so
+        #: the API key, and Django's error reports show them.
         self.cause = cause
+        self.cause_type = cause_type
 
 
 class SendFleetConnectionFailed(SendFleetNetworkError):

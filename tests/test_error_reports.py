@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from django.db import connection
 from django.urls import reverse
 from django.utils.log import AdminEmailHandler
@@ -127,6 +128,7 @@ def test_a_read_timeout_shows_no_secret(reports, client, sandbox, sendfleet_sett
     assert isinstance(error, SendFleetNetworkError) and error.may_have_been_sent
     assert error.__cause__ is None and error.__context__ is None
     assert error.cause.startswith("ReadTimeout: ")  # what happened, without the frames
+    assert error.cause_type is requests.ReadTimeout
     assert_no_secret(reports, forbidden(API_KEY))
 
 
@@ -140,6 +142,7 @@ def test_a_refused_connection_shows_no_secret(reports, client, sendfleet_setting
     assert isinstance(error, SendFleetNetworkError) and not error.may_have_been_sent
     assert error.__cause__ is None and error.__context__ is None
     assert error.cause.startswith("ConnectionError: ")
+    assert error.cause_type is requests.ConnectionError
     assert_no_secret(reports, forbidden(API_KEY))
 
 
