@@ -25,7 +25,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from . import dashboard
+from . import dashboard, reputation_admin
 from .addresses import MAX_ADDRESS_LENGTH
 from .error_table import ERROR_TABLE, spec_for_code
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
@@ -304,7 +304,8 @@ class SendLogAdmin(admin.ModelAdmin):
         dashboard_url = path(
             "dashboard/", self.admin_site.admin_view(self.dashboard_view), name=name
         )
-        return [dashboard_url, *super().get_urls()]  # before the catch-all object URLs
+        release_url = reputation_admin.urls(self)  # the reputation panel's release button
+        return [dashboard_url, *release_url, *super().get_urls()]  # before the catch-all URLs
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -321,6 +322,7 @@ class SendLogAdmin(admin.ModelAdmin):
             "sends_chart": dashboard.sends_chart(summary, changelist_url),
             "errors_chart": dashboard.errors_chart(summary, changelist_url),
             "error_rows": [(code, sends, spec_for_code(code)) for code, sends in summary.errors],
+            **reputation_admin.panel(self, request, changelist_url),
         }
         return TemplateResponse(request, self.dashboard_template, context)
 

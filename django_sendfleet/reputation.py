@@ -87,6 +87,11 @@ class Rate:
     #: Why the level is unknown (empty otherwise).
     reason: str = ""
 
+    @property
+    def shown(self) -> str:
+        """The rate as people read it: "2.41 %", or "unknown"."""
+        return percent(self.value)
+
 
 @dataclass(frozen=True)
 class Rates:
