@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
@@ -135,30 +135,26 @@ def sends_chart(dashboard: Dashboard, changelist_url: str) -> SafeString:
                 f"{value:,}",
             )
         )
+    order = stacking_order()
+    # Each segment is one f-string of parts escaped once here: format_html, escaping every
+    # argument of every segment, took most of the page's time (about 0.3 ms a segment).
+    status_links = {s: escape(f"{changelist_url}?{urlencode({'status': s})}") for s, _ in order}
+    status_labels = {status: escape(status) for status, _ in order}
     for index, day in enumerate(dashboard.days):
         x = PLOT_LEFT + index * slot + (slot - bar_width) / 2
         y = PLOT_TOP + plot_height
-        for status, colour in stacking_order():
+        day_query = escape(f"&{urlencode(_day_range(day))}")
+        day_label = day.isoformat()
+        for status, colour in order:
             sends = dashboard.sends_by_day[day][status]
             if not sends:
                 continue
             height = plot_height * sends / top
             y -= height
             parts.append(
-                format_html(
-                    '<a href="{}?{}"><rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
-                    "<title>{}: {} {}</title></rect></a>",
-                    changelist_url,
-                    urlencode({"status": status, **_day_range(day)}),
-                    _n(x),
-                    _n(y),
-                    _n(bar_width),
-                    _n(height),
-                    colour,
-                    day.isoformat(),
-                    f"{sends:,}",
-                    status,
-                )
+                f'<a href="{status_links[status]}{day_query}"><rect x="{_n(x)}" y="{_n(y)}" '
+                f'width="{_n(bar_width)}" height="{_n(height)}" fill="{colour}">'
+                f"<title>{day_label}: {sends:,} {status_labels[status]}</title></rect></a>"
             )
         if index % 5 == 0 or index == len(dashboard.days) - 1:
             parts.append(

@@ -6,9 +6,10 @@ millions. Every write to ``SendLog`` through the ORM keeps them exact: ``SendLog
 ``SendLogQuerySet`` (``bulk_create``, ``update`` and ``delete`` count what they change) and
 ``SendLog.save()``/``.delete()`` go through ``saving``/``deleting``. A row changing status is -1
 on its old key and +1 on its new one; the counts move by upsert (``INSERT ... ON CONFLICT DO
-UPDATE SET sends = sends + excluded.sends``), in the changing transaction, with the keys in one
-order so that two transactions never wait for each other crosswise. Raw SQL bypasses all this:
-``manage.py sendfleet_rollups --rebuild`` recounts from the log (``rollup_rebuild.py``).
+UPDATE SET sends = sends + excluded.sends``), in the changing transaction: a write's keys in one
+statement, in one order, so that no two such statements wait for each other crosswise. Raw SQL
+bypasses all this: ``manage.py sendfleet_rollups --rebuild`` recounts from the log
+(``rollup_rebuild.py``).
 
 A row's day is the date of its ``created_at`` in ``settings.TIME_ZONE``, whatever time zone a
 request has activated.
