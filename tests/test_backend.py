@@ -252,6 +252,7 @@ def test_throttle_beyond_max_retry_wait_fails_without_hanging(sandbox, sendfleet
     assert caught.value.retryable
 
 
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # a connection really dropped
 def test_dropped_connection_after_sending_is_unknown_and_not_retried(sandbox, retry_waits):
     sandbox.inject_fault("drop")
     msg = message()
@@ -262,6 +263,7 @@ def test_dropped_connection_after_sending_is_unknown_and_not_retried(sandbox, re
     assert msg.anymail_status.status == {"unknown"}
 
 
+@pytest.mark.usefixtures("sendfleet_socket_sandbox")  # a real read timeout
 def test_read_timeout_is_unknown_and_not_retried(sandbox, sendfleet_settings, retry_waits):
     sendfleet_settings["TIMEOUT"] = 0.3
     sandbox.inject_fault("slow:1")

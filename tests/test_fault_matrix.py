@@ -52,7 +52,13 @@ from django_sendfleet.sandbox import (
     Sandbox,
 )
 
-pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.usefixtures("sendfleet_settings"),
+    pytest.mark.django_db,
+    # Over real HTTP: dropped connections and timeouts as the wire produces them
+    # (tests/test_inprocess.py checks the in-process sandbox gives the client the same).
+    pytest.mark.sendfleet_sandbox(socket=True),
+]
 
 RECIPIENT = "ann@example.com"
 SENDER = "Shop <shop@example.com>"
