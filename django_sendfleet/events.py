@@ -61,23 +61,27 @@ _scan_lock = threading.Lock()
 _last_scan = -UNKNOWN_SEND_SCAN_SECONDS
 
 
-def after_answer(event_id: int | None) -> None:
-    """The work the webhook view leaves until its answer is sent: this event (None for a
-    duplicate), then events due for a retry, then unknown sends whose events came first."""
-    if event_id is not None:
-        process_event(event_id)
+def after_answer(stored: WebhookEvent | None) -> None:
+    """The work the webhook view leaves until its answer is sent: the event it stored (None
+    when there is nothing to apply), then events due for a retry, then unknown sends whose
+    events came first."""
+    if stored is not None:
+        process_event(stored)
     retry_due_events(limit=RETRIES_PER_ANSWER)
     _scan_unknown_sends_now_and_then()
 
 
-def process_event(event_id: int) -> bool:
-    """Apply a stored event and tell receivers; False if it failed or is not to be processed.
-
-    A failure marks the event ``failed`` (with the error) for a later retry.
+def process_event(event: WebhookEvent | int) -> bool:
+    """Apply a stored event (or the one with this id) and tell receivers; False if it failed
+    or is not to be processed. A failure marks it ``failed`` (with the error) for a retry.
     """
-    stored = WebhookEvent.objects.filter(pk=event_id, outcome__in=UNFINISHED).first()
-    if stored is None:
-        return False
+    if isinstance(event, WebhookEvent):
+        stored = event  # just stored: the claim checks it is still to be processed
+    else:
+        found = WebhookEvent.objects.filter(pk=event, outcome__in=UNFINISHED).first()
+        if found is None:
+            return False
+        stored = found
     if not stored.event_type:  # kept as received only, when the database refused its fields
         try:
             finish_storing(stored, max_age=SendFleetSettings().webhook_max_age)

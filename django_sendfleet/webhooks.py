@@ -85,14 +85,14 @@ def webhook_view(request: HttpRequest) -> HttpResponse:
 
     stored = store_event(body, max_age=settings.webhook_max_age)
     if stored is None:
-        return AnswerThenProcess({"status": "duplicate"}, event_id=None)
+        return AnswerThenProcess({"status": "duplicate"}, event=None)
     if stored.outcome != WebhookEvent.Outcome.PENDING:
         logger.warning(
             "SendFleet webhook event %s stored, not applied: %s", stored.pk, stored.detail
         )
         answer = {"status": stored.outcome, "detail": stored.detail}
-        return AnswerThenProcess(answer, event_id=None)
-    return AnswerThenProcess({"status": "ok"}, event_id=stored.pk)
+        return AnswerThenProcess(answer, event=None)
+    return AnswerThenProcess({"status": "ok"}, event=stored)
 
 
 class AnswerThenProcess(JsonResponse):
@@ -107,18 +107,18 @@ class AnswerThenProcess(JsonResponse):
     once ``PROCESSING_LEASE`` has passed.
     """
 
-    def __init__(self, data: dict[str, Any], *, event_id: int | None) -> None:
+    def __init__(self, data: dict[str, Any], *, event: WebhookEvent | None) -> None:
         super().__init__(data)
         # The client sees the answer end here, not when the connection closes after the work.
         self["Content-Length"] = str(len(self.content))
-        self._event_id = event_id
+        self._event = event
         self._processed = False
 
     def close(self) -> None:
         try:
             if not self._processed:
                 self._processed = True
-                after_answer(self._event_id)
+                after_answer(self._event)
         except Exception:
             logger.exception("SendFleet webhook: processing after the answer failed")
         finally:

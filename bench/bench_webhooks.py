@@ -1,0 +1,257 @@
+"""A burst of signed webhook events against a real WSGI server: are any lost, and how fast is
+each answered?
+
+The bench starts gunicorn on 127.0.0.1 serving testproject, on SQLite (a temporary file, with
+the options docs/webhooks.md documents) and on PostgreSQL (``--postgres-url``, or
+``DATABASE_URL``), seeds one send log row per message, then posts the events from concurrent
+clients, each client posting its next event as soon as its last is answered. An event is lost
+when its answer is not a 2xx or takes longer than SendFleet's 5 s. After the burst it waits for
+the processing that runs after each answer, and counts the events applied. The figure is the
+p99 latency as a share of the 5-second budget. Goal: 0 lost, p99 <= 5 % (250 ms).
+
+    pip install -e ".[bench]"
+    python bench/bench_webhooks.py --events 1000 --clients 32 \\
+        --postgres-url postgres://USER@127.0.0.1:PORT/DB
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BUDGET = 5.0
+SECRET = "bench-webhook-secret"
+#: Per message, in the order SendFleet sends them; every fourth message bounces for good.
+EVENTS_PER_MESSAGE = (("email.sent", {}), ("email.delivered", {}))
+BOUNCE = ("email.bounced", {"bounce_type": "Permanent"})
+
+
+def events_for(count: int) -> list[dict]:
+    events: list[dict] = []
+    number = 0
+    while len(events) < count:
+        kinds = [*EVENTS_PER_MESSAGE, BOUNCE] if number % 4 == 3 else list(EVENTS_PER_MESSAGE)
+        for kind, extra in kinds:
+            events.append(
+                {
+                    "event_type": kind,
+                    "message_id": f"bench-{number}",
+                    "to": f"r{number}@example.com",
+                    "timestamp": time.time(),
+                }
+                | extra
+            )
+        number += 1
+    return events[:count]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_environment(database_url: str) -> dict[str, str]:
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": os.environ.get("BENCH_DEBUG", "0"),
+        "SENDFLEET_WEBHOOK_SECRET": SECRET,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def prepare_database(env: dict[str, str], events: list[dict]) -> None:
+    """Migrate, empty the tables, and log one send per message (in a process of its own)."""
+    manage = [sys.executable, "-m", "django"]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, cwd=ROOT, check=True)
+    message_ids = sorted({event["message_id"] for event in events})
+    seed = (
+        "import django, json, sys; django.setup()\n"
+        "from django_sendfleet.models import SendLog, Suppression, WebhookEvent\n"
+        "WebhookEvent.objects.all().delete(); Suppression.objects.all().delete()\n"
+        "SendLog.objects.all().delete()\n"
+        "ids = json.loads(sys.argv[1])\n"
+        "SendLog.objects.bulk_create(SendLog(message_id=i, recipient='r' + i.split('-')[1] + "
+        "'@example.com', from_email='shop@example.com', status='queued') for i in ids)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", seed, json.dumps(message_ids)], env=env, cwd=ROOT, check=True
+    )
+
+
+def start_gunicorn(env: dict[str, str], workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "django.core.wsgi:get_wsgi_application()",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server, port
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def post(port: int, body: bytes, signature: str) -> tuple[int, float]:
+    """One event as SendFleet posts it: (status, seconds); status 0 when no answer came."""
+    headers = {"Content-Type": "application/json", "X-SendFleet-Signature": signature}
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=BUDGET)
+    try:
+        connection.request("POST", "/sendfleet/webhook/", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        status = answer.status
+    except OSError:
+        status = 0
+    finally:
+        connection.close()
+    return status, time.perf_counter() - started
+
+
+def burst(port: int, events: list[dict], clients: int) -> list[tuple[int, float]]:
+    from django_sendfleet.webhooks import sign
+
+    signed = []
+    for event in events:
+        body = json.dumps(event).encode()
+        signed.append((body, sign(body, SECRET)))
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    queue = iter(signed)
+
+    def client() -> None:
+        while True:
+            with lock:
+                item = next(queue, None)
+            if item is None:
+                return
+            result = post(port, *item)
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def outcomes(env: dict[str, str]) -> dict[str, int]:
+    count = (
+        "import django, json; django.setup()\n"
+        "from collections import Counter\n"
+        "from django_sendfleet.models import Suppression, WebhookEvent\n"
+        "c = Counter(WebhookEvent.objects.values_list('outcome', flat=True))\n"
+        "c['suppressions'] = Suppression.objects.count()\n"
+        "print(json.dumps(c))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", count], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    return json.loads(out.stdout)
+
+
+def run(name: str, database_url: str, args: argparse.Namespace) -> dict:
+    events = events_for(args.events)
+    env = server_environment(database_url)
+    prepare_database(env, events)
+    server, port = start_gunicorn(env, args.workers, args.threads)
+    try:
+        post(port, b"{}", "sha256=warm-up")  # the workers' first request: imports, connections
+        started = time.perf_counter()
+        results = burst(port, events, args.clients)
+        elapsed = time.perf_counter() - started
+        deadline = time.monotonic() + 60  # the processing after each answer
+        while outcomes(env).get("pending") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        counted = outcomes(env)
+    finally:
+        server.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+        server.wait(timeout=30)
+    latencies = sorted(seconds for _, seconds in results)
+    lost = sum(1 for status, seconds in results if not 200 <= status < 300 or seconds > BUDGET)
+    bounces = sum(1 for event in events if event["event_type"] == "email.bounced")
+    return {
+        "database": name,
+        "events": len(events),
+        "lost": lost,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "per_second": len(events) / elapsed,
+        "applied": counted.get("applied", 0),
+        "not_applied": {k: v for k, v in counted.items() if k not in ("applied", "suppressions")},
+        "suppressed": f"{counted.get('suppressions', 0)}/{bounces}",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--postgres-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument("--only", choices=("sqlite", "postgres"))
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    import django
+
+    django.setup()
+    targets = []
+    if args.only != "postgres":
+        sqlite_file = Path(tempfile.mkdtemp()) / "bench-webhooks.sqlite3"
+        targets.append(("SQLite (documented options)", f"sqlite:///{sqlite_file}"))
+    if args.only != "sqlite":
+        if not args.postgres_url.startswith("postgres"):
+            print("PostgreSQL skipped: pass --postgres-url (or set DATABASE_URL)")
+        else:
+            targets.append(("PostgreSQL", args.postgres_url))
+    print(
+        f"{args.events} signed events, {args.clients} clients, gunicorn "
+        f"{args.workers} workers x {args.threads} threads; lost = not 2xx or over {BUDGET:g} s"
+    )
+    for name, url in targets:
+        result = run(name, url, args)
+        print(
+            f"{result['database']:28} lost {result['lost']:4}  p50 {result['p50_ms']:7.1f} ms  "
+            f"p99 {result['p99_ms']:7.1f} ms ({result['p99_ms'] / (BUDGET * 10):.1f} % of the "
+            f"budget)  max {result['max_ms']:7.1f} ms  {result['per_second']:6.0f} events/s  "
+            f"applied {result['applied']}/{result['events']} {result['not_applied'] or ''}  "
+            f"hard bounces suppressed {result['suppressed']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
