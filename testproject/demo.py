@@ -1,10 +1,12 @@
 """The django-sendfleet demo: Django's own mail functions, sent through the bundled sandbox.
 
 Run from the repository root: ``python -m testproject.demo``. It starts a SendFleet sandbox and
-testproject's web server on 127.0.0.1, migrates testproject's database, sends a handful of
+testproject's web server on 127.0.0.1, migrates testproject's database (and empties it, when it
+is testproject's own SQLite file, so that every run tells the same story), sends a handful of
 messages that show each outcome, lets the sandbox deliver its signed webhook events (delivered,
-bounced, complained) to the web server, and prints what became of every recipient. No account
-and no network are needed.
+bounced, complained) to the web server, and prints what became of every recipient. Then the
+reputation guard (``demo_reputation.py``): a bulk newsletter whose bounces put the account at
+danger is held while a password reset still goes out. No account and no network are needed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
+
+from . import demo_reputation
 
 BURST_LIMIT = (5, 2)  # the sandbox's rate limit during the burst: 5 requests per 2 seconds
 BURST_SIZE = 8
@@ -48,20 +52,23 @@ def main() -> int:
     import django
 
     django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    prepare_database()
     # The table below reports every outcome; the library's own log lines would repeat it.
     logging.getLogger("django_sendfleet").setLevel(logging.CRITICAL)
+    logging.getLogger("django.tasks").setLevel(logging.WARNING)  # a line per queued send
     web = start_web_server()
     webhook_url = f"http://127.0.0.1:{web.server_port}/sendfleet/webhook/"
     sandbox.configure_webhook(webhook_url, webhook_secret)
     print(f"SendFleet sandbox listening at {sandbox.url}")
     print(f"testproject receiving its webhook events at {webhook_url}\n")
     try:
+        # First, on an empty send log: the rates it shows are the newsletter's alone. The
+        # scenarios below then send (transactional mail) while the account is at danger.
+        reputation_story = demo_reputation.run(sandbox)
         rows = run_scenarios(sandbox)
         if not sandbox.wait_for_webhooks(timeout=30):
             print("Some webhook events were still being delivered after 30 s.")
+        demo_reputation.wait_for_events(sandbox)  # and applied, for the final statuses
         add_final_statuses(rows)
         print_table(rows)
         deliveries = sandbox.webhook_deliveries
@@ -76,8 +83,35 @@ def main() -> int:
         sandbox.stop()
         web.shutdown()
     print_suppressions()
+    print("\n" + "\n".join(reputation_story))
     print_admin_instructions()
     return 0
+
+
+def prepare_database() -> None:
+    """Migrate; testproject's own SQLite file is then emptied, so that every run starts from
+    the same state (the reputation part needs a week without earlier runs' bounces). Any
+    other database is only migrated."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    from testproject.settings import BASE_DIR
+
+    call_command("migrate", verbosity=0)
+    database = BASE_DIR / "db.sqlite3"
+    if str(settings.DATABASES["default"]["NAME"]) != str(database):
+        return
+    tables = set(connection.introspection.table_names())
+    if all(model._meta.db_table in tables for model in apps.get_models()):
+        call_command("flush", interactive=False, verbosity=0)
+        return
+    # Migrated before a migration it records as applied had its operations: start afresh.
+    connection.close()
+    for path in (database, *database.parent.glob(f"{database.name}-*")):  # -wal, -shm
+        path.unlink(missing_ok=True)
+    call_command("migrate", verbosity=0)
 
 
 def start_web_server() -> Any:

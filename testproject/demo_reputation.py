@@ -1,0 +1,113 @@
+"""The demo's reputation guard part (docs/reputation.md), run by ``python -m testproject.demo``.
+
+A newsletter mailer marked ``bulk`` sends a first wave with a share of addresses the sandbox
+bounces; its bounce events reach testproject's webhook view and the account's bounce rate
+crosses into danger. The second wave is then held (queued rows stay ``pending`` with the
+reason), while a password reset from the default, transactional, mailer still goes out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import django
+
+WAVE_ONE = 8  # of which BOUNCING bounce: 25 %, far past SES's 5 % review level
+BOUNCING = 2
+WAVE_TWO = 5
+#: The demo's account sends little: judge it from 8 sends (the default waits for 100).
+REPUTATION = {"MIN_SENDS": 8}
+
+
+def wait_for_events(sandbox: Any, timeout: float = 30) -> None:
+    """Until the sandbox has posted its events and the web server has applied them (the view
+    answers each event first and applies it right after)."""
+    from django_sendfleet.models import WebhookEvent
+
+    sandbox.wait_for_webhooks(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    unapplied = WebhookEvent.objects.filter(outcome__in=["pending", "failed"])
+    while unapplied.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def run(sandbox: Any) -> list[str]:
+    """Send the campaign and the reset; return the story to print."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    mailers: dict[str, Any] = {}
+    if django.VERSION >= (6, 1):
+        mailers["MAILERS"] = {
+            "default": {"BACKEND": "django_sendfleet.backends.EmailBackend"},
+            "newsletter": {
+                "BACKEND": "django_sendfleet.backends.QueuedEmailBackend",
+                "OPTIONS": {"bulk": True},
+            },
+        }
+    with override_settings(SENDFLEET={**settings.SENDFLEET, "REPUTATION": REPUTATION}, **mailers):
+        return _story(sandbox)
+
+
+def _story(sandbox: Any) -> list[str]:
+    from django.core.mail import EmailMessage, send_mail
+
+    from django_sendfleet import reputation_state, signals
+    from django_sendfleet.backends import EmailBackend
+    from django_sendfleet.exceptions import SendFleetReputationHold
+    from django_sendfleet.reputation import percent
+    from django_sendfleet.reputation_guard import HOLD_RECHECK
+    from django_sendfleet.reputation_release import held_rows
+
+    lines = ["Reputation guard: a newsletter (a mailer marked bulk) with bouncing addresses"]
+    queued = django.VERSION >= (6, 1)
+
+    def announce(sender: type, mode: str, mailer: str | None, level: str, **kwargs: Any) -> None:
+        if mailer is None:
+            rates = kwargs["rates"]
+            lines.append(
+                f"  reputation_changed: {mode} account {kwargs['previous']} -> {level} (bounce "
+                f"rate {rates.bounce.shown}, danger at {percent(rates.bounce.thresholds[1])})"
+            )
+
+    def newsletter(addresses: list[str]) -> None:
+        messages = [EmailMessage("Our news", "Hello!", None, [to]) for to in addresses]
+        if queued:  # the queued backend: the worker holds what the guard stops
+            from django.core import mail
+
+            mail.mailers["newsletter"].send_messages(messages)
+        else:
+            EmailBackend(bulk=True).send_messages(messages)
+
+    signals.reputation_changed.connect(announce, weak=False)
+    try:
+        wave = [f"reader{n}@example.com" for n in range(WAVE_ONE - BOUNCING)]
+        wave += [f"bounce+{n}@example.com" for n in range(BOUNCING)]
+        newsletter(wave)
+        wait_for_events(sandbox)
+        lines.append(f"  wave 1: {WAVE_ONE} sent, {BOUNCING} of them to addresses that hard-bounce")
+        reputation_state.check_now()  # what every sending process does every few seconds
+        try:
+            newsletter([f"reader{n}@example.com" for n in range(100, 100 + WAVE_TWO)])
+            statuses = sorted(set(held_rows().values_list("status", "error_code")))
+            lines.append(
+                f"  wave 2: {held_rows().count()} of {WAVE_TWO} held in the outbox, not failed "
+                f"(status, error_code: {statuses}); the worker looks at the level again every "
+                f"{HOLD_RECHECK.seconds // 60} minutes"
+            )
+        except SendFleetReputationHold as hold:  # before Django 6.1: the synchronous backend
+            lines.append(f"  wave 2: refused with SendFleetReputationHold: {hold.detail[:90]}...")
+        reset = send_mail("Reset your password", "Click the link.", None, ["ann@example.com"])
+        lines.append(
+            f"  a password reset from the default (transactional) mailer: "
+            f"{'sent' if reset else 'not sent'}"
+        )
+    finally:
+        signals.reputation_changed.disconnect(announce)
+    if queued:
+        lines.append(
+            "  Release the held sends on the admin dashboard (Reputation panel), or they go out "
+            "once the level falls."
+        )
+    return lines
