@@ -9,7 +9,7 @@ error does what.
 from __future__ import annotations
 
 from . import error_table
-from .error_table import BatchEffect
+from .error_spec import BatchEffect
 from .exceptions import SendFleetError
 
 

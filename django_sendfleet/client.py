@@ -10,7 +10,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from . import __version__, error_table, transports
+from . import __version__, answers, transports
 from .exceptions import (
     SendFleetConnectionFailed,
     SendFleetError,
@@ -112,7 +112,7 @@ class SendFleetClient:
             # frames. ``failure.cause`` keeps its type and text.
             raise failure from None
         if not 200 <= response.status_code < 300:
-            raise self._without_key(error_table.error_for_response(response, **context))
+            raise self._without_key(answers.error_for_response(response, **context))
         try:
             body = response.json()
         except ValueError:

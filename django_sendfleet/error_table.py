@@ -4,6 +4,9 @@ Each row names an error code, the exception class raised for it, whether and how
 what it does to the rest of a batch, and what an operator should do. The client, the backend,
 the admin and the docs all read this table; nothing else hard-codes a status or a code.
 
+The rows' schema is ``error_spec.py``; turning an HTTP answer into the exception its row names
+is ``answers.py``.
+
 The API sends no ``error`` field for 400, 401, the 429 throttle and most 500s: for those the
 library uses its own names (``validation_error``, ``authentication_failed``, ``rate_limited``,
 ``server_error``). Rows without an HTTP status are failures found before or instead of an answer.
@@ -11,73 +14,11 @@ library uses its own names (``validation_error``, ``authentication_failed``, ``r
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
 
 from . import exceptions as exc
-
-if TYPE_CHECKING:
-    import requests
-
-
-class BatchEffect(enum.Enum):
-    """What an error means for the other sends of the same ``send_messages`` call."""
-
-    NONE = "none"
-    #: Every later send would fail the same way (or worse: 10 consecutive 401s block the IP).
-    STOP_BATCH = "stop_batch"
-    #: Later sends from the same sender domain would fail the same way.
-    SKIP_DOMAIN = "skip_domain"
-
-
-@dataclass(frozen=True)
-class ErrorSpec:
-    code: str
-    http_status: int | None
-    exception: type[exc.SendFleetError]
-    retryable: bool
-    #: Seconds to wait before each retry, as (shortest, longest); its length caps the retries.
-    backoff: tuple[tuple[float, float], ...] = ()
-    #: Wait as long as the answer's ``Retry-After`` says, when it has one (SendFleet's docs do not
-    #: promise the header), but never less than the first backoff.
-    honours_retry_after: bool = False
-    batch_effect: BatchEffect = BatchEffect.NONE
-    #: The answer carries this code in its ``error`` field (else the library names it).
-    sent_by_api: bool = True
-    #: The recipient's status in ``anymail_status`` when this error ends a send.
-    recipient_status: str = "failed"
-    meaning: str = ""
-    fix: str = ""
-
-    @property
-    def max_attempts(self) -> int:
-        return 1 + len(self.backoff)
-
-    @property
-    def retry_description(self) -> str:
-        """How this failure is retried, in words: for the docs and the admin alike."""
-        if not self.retryable:
-            return "Not retried."
-        if not self.backoff:  # rate_limit_wait: nothing was attempted, so nothing to retry
-            return (
-                "Not retried by this send, since nothing was sent: send it again later. The "
-                "queued worker does so when a slot is free."
-            )
-        waits = ", ".join(
-            f"{low:g}" if low == high else f"{low:g}-{high:g}" for low, high in self.backoff
-        )
-        count = len(self.backoff)
-        text = f"Retried up to {count} {'time' if count == 1 else 'times'} after {waits} s"
-        if self.honours_retry_after:
-            text += (
-                f" (or after Retry-After, if the answer has one; at least {self.backoff[0][0]:g} s)"
-            )
-        return text + f": {self.max_attempts} attempts in all, within MAX_RETRY_WAIT."
+from .error_spec import BatchEffect, ErrorSpec
 
 
 def _exponential(first: float, count: int) -> tuple[tuple[float, float], ...]:
@@ -447,25 +388,6 @@ def spec_for_error(error: exc.SendFleetError) -> ErrorSpec:
     raise LookupError(f"{type(error).__name__} has no row in the SendFleet error table")
 
 
-def error_for_response(response: requests.Response, **context: Any) -> exc.SendFleetAPIError:
-    """Turn a non-2xx answer into the exception its row names."""
-    body = _json_object(response)
-    api_code = body.get("error") if isinstance(body.get("error"), str) else None
-    spec = spec_for_answer(response.status_code, api_code)
-    kwargs: dict[str, Any] = {"response": response, "status_code": response.status_code, **context}
-    detail = body.get("detail")
-    if spec.exception is exc.SendFleetValidationError:
-        kwargs["field_errors"] = body
-        detail = detail or _describe_field_errors(body)
-    if spec.exception is exc.SendFleetRateLimited:
-        kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
-    if not isinstance(detail, str):
-        detail = response.reason or ""
-    error = spec.exception(detail, **kwargs)
-    assert isinstance(error, exc.SendFleetAPIError)
-    return error
-
-
 def retry_wait(error: exc.SendFleetError, attempt: int) -> float | None:
     """Seconds to wait before retrying after ``attempt`` failed attempts, or None: give up."""
     spec = spec_for_error(error)
@@ -478,37 +400,3 @@ def retry_wait(error: exc.SendFleetError, attempt: int) -> float | None:
         return max(float(retry_after), spec.backoff[0][0])
     shortest, longest = spec.backoff[attempt - 1]
     return random.uniform(shortest, longest)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110); None if neither."""
-    if not value or len(value) > 64:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        # 1*DIGIT only: no "nan", "inf" or "1e99" (whose wait would overflow a datetime).
-        return float(value) if len(value) <= 9 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _json_object(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _describe_field_errors(errors: Mapping[str, Any]) -> str:
-    described = []
-    for field, messages in errors.items():
-        if isinstance(messages, list):
-            messages = " ".join(str(m) for m in messages)
-        described.append(f"{field}: {messages}")
-    return "; ".join(described)

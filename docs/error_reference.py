@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from django_sendfleet.error_table import ERROR_TABLE, ErrorSpec
+from django_sendfleet.error_spec import ErrorSpec
+from django_sendfleet.error_table import ERROR_TABLE
 from django_sendfleet.exceptions import SendFleetGatewayError
 
 TARGET = Path(__file__).resolve().parent / "errors.md"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from django_sendfleet import error_table
+from django_sendfleet import answers, error_table
 from django_sendfleet import exceptions as exc
 
 
@@ -46,7 +46,7 @@ def answer(status, body=None, headers=None, text=None):
     ],
 )
 def test_each_answer_maps_to_its_exception_and_retry_rule(status, body, exception, retryable):
-    error = error_table.error_for_response(answer(status, body))
+    error = answers.error_for_response(answer(status, body))
     assert type(error) is exception
     assert error.retryable is retryable
     assert error.status_code == status
@@ -54,20 +54,18 @@ def test_each_answer_maps_to_its_exception_and_retry_rule(status, body, exceptio
 
 def test_a_code_sent_with_the_wrong_status_is_not_trusted():
     # A 429 with an unknown "error" is still the throttle (retryable), never a quota stop.
-    error = error_table.error_for_response(answer(429, {"error": "domain_not_verified"}))
+    error = answers.error_for_response(answer(429, {"error": "domain_not_verified"}))
     assert type(error) is exc.SendFleetRateLimited
 
 
 def test_validation_error_keeps_the_field_errors_and_describes_them():
-    error = error_table.error_for_response(
-        answer(400, {"message": ["This field may not be blank."]})
-    )
+    error = answers.error_for_response(answer(400, {"message": ["This field may not be blank."]}))
     assert error.field_errors == {"message": ["This field may not be blank."]}
     assert error.detail == "message: This field may not be blank."
 
 
 def test_non_json_error_body_still_maps_by_status():
-    error = error_table.error_for_response(answer(502, text="<html>Bad Gateway</html>"))
+    error = answers.error_for_response(answer(502, text="<html>Bad Gateway</html>"))
     assert type(error) is exc.SendFleetGatewayError and not error.retryable
     assert isinstance(error, exc.SendFleetServerError)
 
@@ -90,15 +88,15 @@ def test_server_error_is_retried_once_after_two_to_five_seconds():
 
 
 def test_throttle_honours_retry_after_else_backs_off_exponentially():
-    with_header = error_table.error_for_response(answer(429, {}, {"Retry-After": "7"}))
+    with_header = answers.error_for_response(answer(429, {}, {"Retry-After": "7"}))
     assert error_table.retry_wait(with_header, 1) == 7
-    without = error_table.error_for_response(answer(429, {}))
+    without = answers.error_for_response(answer(429, {}))
     assert [error_table.retry_wait(without, n) for n in range(1, 7)] == [1, 2, 4, 8, 16, None]
 
 
 def test_retry_after_as_an_http_date():
-    assert error_table.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
-    assert error_table.parse_retry_after("soon") is None
+    assert answers.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert answers.parse_retry_after("soon") is None
 
 
 def test_maybe_sent_network_error_is_never_retried():
@@ -197,7 +195,7 @@ def test_error_reference_docs_are_generated_from_the_table():
 )
 def test_a_throttle_is_never_retried_sooner_than_one_second(header):
     """SendFleet: wait at least 1 s after a throttle, whatever Retry-After says (or if absent)."""
-    error = error_table.error_for_response(answer(429, {}, {"Retry-After": header}))
+    error = answers.error_for_response(answer(429, {}, {"Retry-After": header}))
     for attempt in range(1, 6):
         wait = error_table.retry_wait(error, attempt)
         assert wait is not None and 1.0 <= wait < 1e9, (header, attempt, wait)
@@ -209,12 +207,12 @@ def test_a_throttle_is_never_retried_sooner_than_one_second(header):
     [("7", 7.0), (" 12 ", 12.0), ("nan", None), ("inf", None), ("1e3", None), ("-1", None)],
 )
 def test_retry_after_is_delta_seconds_digits_only(header, seconds):
-    assert error_table.parse_retry_after(header) == seconds
+    assert answers.parse_retry_after(header) == seconds
 
 
 def test_retry_after_too_long_to_be_real_is_ignored_not_overflowed():
-    assert error_table.parse_retry_after("9" * 20) is None
-    assert error_table.parse_retry_after("1" * 100_000) is None
+    assert answers.parse_retry_after("9" * 20) is None
+    assert answers.parse_retry_after("1" * 100_000) is None
 
 
 def test_rows_without_backoff_are_not_described_as_retries():
