@@ -463,23 +463,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     search_fields = ("=message_id",)
     search_help_text = "An exact message id."
     show_full_result_count = False
-    readonly_fields = (
-        "received_at",
-        "signed_at",
-        "event_type",
-        "message_id",
-        "recipient",
-        "sender",
-        "outcome",
-        "detail",
-        "attempts",
-        "next_attempt_at",
-        "send_log",
-        "digest",
-        "pruned_at",
-        "raw",
-        "raw_body",
-    )
+    readonly_fields = tuple(field.name for field in WebhookEvent._meta.fields if field.name != "id")
 
     # Events are evidence of what SendFleet said: never added or edited by hand.
     def has_add_permission(self, request: HttpRequest) -> bool:
