@@ -3,11 +3,13 @@
 # and pruned down to their digest (pruned_at), and an event's sender can resolve an "unknown"
 # send. Events already pending or failed are due for a retry at once.
 
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.utils import timezone
 
 
-def retry_unfinished_events(apps, schema_editor):
+def retry_unfinished_events(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     WebhookEvent = apps.get_model("django_sendfleet", "WebhookEvent")
     WebhookEvent.objects.filter(outcome__in=("pending", "failed")).update(
         next_attempt_at=timezone.now()
