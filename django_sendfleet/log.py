@@ -125,12 +125,17 @@ class SendLogBatch:
             self.write()
 
     def _content_of(self, outgoing: OutgoingMessage) -> MessageContent:
-        """The message's content row: one per message, whatever its number of recipients."""
+        """The message's content row: one per message, whatever its number of recipients, and
+        one for a run of messages that say the same (one message per recipient, in a loop)."""
         if self._current is None or self._current[0] is not outgoing:
-            content = message_content.content_of(outgoing)
+            previous = self._current[1] if self._current is not None else None
+            if previous is not None and message_content.says(previous, outgoing):
+                content = previous
+            else:
+                content = message_content.content_of(outgoing)
+                self._new_contents.append(content)
+                self._new_characters += message_content.size_of(content)
             self._current = (outgoing, content)
-            self._new_contents.append(content)
-            self._new_characters += message_content.size_of(content)
         return self._current[1]
 
     def write(self) -> None:

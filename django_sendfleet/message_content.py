@@ -38,6 +38,18 @@ def content_of(message: OutgoingMessage) -> MessageContent:
     )
 
 
+def says(content: MessageContent, message: OutgoingMessage) -> bool:
+    """Whether the content is what this message says (then they can share one row)."""
+    return (
+        content.text == message.text  # cheap when it is the same string, as in a loop
+        and content.html == (message.html or "")
+        and content.subject == (message.subject or "")
+        and content.from_email == message.from_email
+        and content.from_name == (message.from_name or "")
+        and content.reply_to == (message.reply_to or "")
+    )
+
+
 def size_of(content: MessageContent) -> int:
     """Characters of text and HTML: what makes a content row big."""
     return len(content.text) + len(content.html)

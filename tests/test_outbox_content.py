@@ -96,6 +96,19 @@ def test_each_message_of_a_batch_stores_its_own_content_once(queue):
         assert rows == [("a@example.com", content.subject), ("b@x.org", content.subject)]
 
 
+def test_consecutive_messages_that_say_the_same_share_one_content_row(queue):
+    """One message per recipient, built in a loop: one content row for the run."""
+    messages = [EmailMessage("News", TEXT, SENDER, [f"r{n}@example.com"]) for n in range(20)]
+    other = EmailMessage("Other", TEXT, SENDER, ["z@example.com"])
+    queue(*messages[:10], other, *messages[10:])
+    assert SendLog.objects.count() == 21
+    assert sorted(MessageContent.objects.values_list("subject", flat=True)) == [
+        "News",
+        "News",
+        "Other",
+    ]
+
+
 def test_the_outbox_is_written_in_bounded_statements(queue):
     with CaptureQueriesContext(connection) as queries:
         queue(newsletter(2500))
