@@ -11,6 +11,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from . import __version__, answers, transports
+from .api_key import ApiKey
 from .exceptions import (
     SendFleetConnectionFailed,
     SendFleetError,
@@ -57,7 +58,9 @@ class SendFleetClient:
     @classmethod
     def for_settings(cls, settings: SendFleetSettings) -> SendFleetClient:
         """The client a mailer's settings describe: the one place that builds it."""
-        return cls(api_url=settings.api_url, api_key=settings.api_key, timeout=settings.timeout)
+        return cls(
+            api_url=settings.api_url, api_key=settings.api_key.value, timeout=settings.timeout
+        )
 
     def __repr__(self) -> str:
         # Never the key.
@@ -85,7 +88,7 @@ class SendFleetClient:
 
     def _without_key(self, error: SendFleetError) -> SendFleetError:
         """A gateway may echo the request's headers back: keep the key out of the error."""
-        secrets = (self._api_key, self._api_key.partition(".")[2])
+        secrets = ApiKey(self._api_key).secrets
         redacted = redact(error.detail, secrets)
         if redacted != error.detail:
             error.detail = redacted

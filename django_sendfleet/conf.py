@@ -20,17 +20,11 @@ from django.apps import apps
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
+from .api_key import API_KEY_ENVIRONMENT_VARIABLE, ApiKey
 from .exceptions import SendFleetConfigurationError
 from .reputation_levels import Thresholds, parse_thresholds
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
-API_KEY_ENVIRONMENT_VARIABLE = "SENDFLEET_API_KEY"
-# "<prefix>.<secret>": SendFleet shows an 8-character prefix and a 32-character secret, but never
-# the secret's alphabet, and its own example key has a longer prefix. So a key of another shape
-# is only warned about (``api_key_shape_warning``) and sent as it is: SendFleet's 401 is the
-# judge. Only a key that cannot be right (empty, whitespace, no dot) is refused.
-API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{32,128}$")
-API_KEY_SECRET_LENGTH = 32
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
 
 
@@ -228,35 +222,21 @@ class SendFleetSettings:
         self.api_key, self.send_log, self.check_suppressions  # noqa: B018  (their own checks)
 
     @property
-    @sensitive_variables("key")
-    def api_key(self) -> str:
-        """The API key, checked for shape. The error never shows the key itself."""
-        key = self._get("API_KEY") or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE)
-        if not key:
-            raise SendFleetConfigurationError(
-                "SendFleet API key is missing: set SENDFLEET['API_KEY'] (or the "
-                f"{API_KEY_ENVIRONMENT_VARIABLE} environment variable, or the MAILERS "
-                "'api_key' option)."
-            )
-        problem = _unusable_key_problem(key)
-        if problem is not None:
-            raise SendFleetConfigurationError(
-                f"SendFleet API key is malformed: {problem}. Expected '<prefix>.<secret>' as "
-                "shown in Dashboard -> API Keys."
-            )
-        return key
+    @sensitive_variables("raw")
+    def api_key(self) -> ApiKey:
+        """The API key, refused if it cannot be right. The error never shows the key itself."""
+        raw = self._get("API_KEY") or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE)
+        return ApiKey.parse(raw)
 
     @property
     def api_key_prefix(self) -> str:
         """The part of the key SendFleet's dashboard shows; safe to log."""
-        return self.api_key.split(".", 1)[0]
+        return self.api_key.prefix
 
     @property
-    @sensitive_variables("key")
     def secrets(self) -> tuple[str, ...]:
         """What must never be logged or stored: the key, its secret part, webhook secrets."""
-        key = self.api_key
-        return (key, key.partition(".")[2], *self.webhook_secrets)
+        return (*self.api_key.secrets, *self.webhook_secrets)
 
     @property
     def api_url(self) -> str:
@@ -341,51 +321,6 @@ class SendFleetSettings:
                 f"(then run migrate); or set it to False."
             )
         return enabled
-
-
-def _unusable_key_problem(key: Any) -> str | None:
-    """Why a key cannot be SendFleet's, or None. Says how, never shows the key."""
-    if not isinstance(key, str):
-        return f"it is a {type(key).__name__}, not a string"
-    if any(character.isspace() for character in key):
-        return (
-            "it contains whitespace (a space, tab or line break: a key read from a file or a "
-            "secret store often ends with a newline)"
-        )
-    if "." not in key:
-        return "it has no dot between the prefix and the secret"
-    if not (key.isascii() and key.isprintable()):
-        return "it contains characters an HTTP header cannot carry (only visible ASCII)"
-    return None
-
-
-def api_key_shape_warning(key: str) -> str | None:
-    """How a usable key differs from the keys SendFleet shows, or None. Never shows the key."""
-    if API_KEY_PATTERN.fullmatch(key):
-        return None
-    prefix, _, secret = key.partition(".")
-    differences = []
-    if key[0] in "\"'" or key[-1] in "\"'":
-        differences.append("it starts or ends with a quote mark")
-    if not prefix:
-        differences.append("nothing comes before the dot")
-    elif len(prefix) > 64:
-        differences.append(f"the part before the dot has {len(prefix)} characters")
-    if "." in secret:
-        differences.append("it has more than one dot")
-    if not 32 <= len(secret) <= 128:
-        shown = f"SendFleet shows {API_KEY_SECRET_LENGTH}"
-        differences.append(f"the part after the dot has {len(secret)} characters ({shown})")
-    others = sum(1 for c in key if not (c.isascii() and (c.isalnum() or c in "_-.")))
-    if others:
-        differences.append(f"it has {others} character(s) other than letters, digits, _ and -")
-    return (
-        "The SendFleet API key does not look like the keys SendFleet shows "
-        f"('<prefix>.<secret>' with a {API_KEY_SECRET_LENGTH}-character secret): "
-        + "; ".join(differences)
-        + ". It is sent as it is; if SendFleet refuses it (HTTP 401, which stops the batch), "
-        "copy the whole key again from Dashboard -> API Keys."
-    )
 
 
 def mailer_options(alias: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from django.urls import reverse
 
-from .conf import DEFAULT_API_URL, SendFleetSettings, api_key_shape_warning, mailer_options
+from .conf import DEFAULT_API_URL, SendFleetSettings, mailer_options
 from .exceptions import SendFleetConfigurationError
 from .mailers import DEFAULT_MAILER_BACKEND, configured_mailers, is_sendfleet_backend
 from .ratelimit import is_shared
@@ -105,7 +105,7 @@ def key_shape_warning(conf: SendFleetSettings) -> str | None:
         key = conf.api_key
     except SendFleetConfigurationError:
         return None  # missing or malformed: key_problem says so
-    return api_key_shape_warning(key)
+    return key.shape_warning()
 
 
 def longest_claimed_send(conf: SendFleetSettings) -> float:

@@ -48,7 +48,7 @@ class KeyGuard:
 
     @classmethod
     def for_settings(cls, settings: SendFleetSettings) -> KeyGuard:
-        return cls(settings.api_key, settings.rate_limit_cache, settings.key_refused_pause)
+        return cls(settings.api_key.value, settings.rate_limit_cache, settings.key_refused_pause)
 
     def __repr__(self) -> str:
         return f"<KeyGuard {self.cache_key}>"

@@ -163,5 +163,5 @@ def key_secrets(mailers: list[Mailer]) -> set[str]:
             key = conf.api_key
         except SendFleetConfigurationError:
             continue
-        secrets.update((key, key.partition(".")[2]))
+        secrets.update(key.secrets)
     return secrets
