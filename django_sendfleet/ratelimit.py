@@ -21,7 +21,6 @@ bounded wait and one warning, not one per send.
 from __future__ import annotations
 
 import bisect
-import logging
 import math
 import random
 import threading
@@ -41,8 +40,6 @@ from .exceptions import SendFleetRateLimitWait
 
 if TYPE_CHECKING:
     from .conf import SendFleetSettings
-
-logger = logging.getLogger("django_sendfleet")
 
 KEY_NAMESPACE = "sendfleet:ratelimit"
 #: Seconds added to the window, so a request that reaches SendFleet a little later than the
