@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 TOP_DOMAINS = 10
 LEVEL_COLOURS = {HEALTHY: "#2e7d32", WARNING: "#ef6c00", DANGER: "#c62828", UNKNOWN: "#9e9e9e"}
-GAUGE_WIDTH = 420
-GAUGE_HEIGHT = 46
-GAUGE_BAR = 16
+GAUGE_WIDTH = 320
+GAUGE_HEIGHT = 50
+GAUGE_TOP = 14
+GAUGE_BAR = 20
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def panel(model_admin: ModelAdmin, request: HttpRequest, changelist_url: str) ->
             domains=bouncing_domains(snapshot.first_day),
             held=held_rows().count(),
             held_url=f"{changelist_url}?"
-            + urlencode({"status": "pending", "error_code": SendFleetReputationHold.error_code}),
+            + urlencode(
+                {"status": "pending", "error_code": str(SendFleetReputationHold.error_code)}
+            ),
             release_url=reverse(
                 f"{model_admin.admin_site.name}:{_url_name(model_admin)}",
                 current_app=model_admin.admin_site.name,
@@ -151,19 +154,20 @@ def bouncing_domains(first_day: datetime.date) -> list[tuple[str, int]]:
 
 
 def gauge(rate: Rate, name: str) -> SafeString:
-    """A bar for the rate on a scale to twice the danger level, with both thresholds marked."""
+    """A bar for the rate on a scale to twice the danger level (a rate past it fills the bar
+    and is marked), the warning level marked above the bar and the danger level below."""
     warning, danger = rate.thresholds
-    top = max(danger * 2, rate.value or 0)
-    left, right = 4, GAUGE_WIDTH - 4
+    top = danger * 2
+    left, right = 4, GAUGE_WIDTH - 14
 
     def x(value: float) -> float:
         return left + (right - left) * min(value / top, 1)
 
-    colour = LEVEL_COLOURS[rate.level]
     parts = [
         format_html(
-            '<rect x="{}" y="4" width="{}" height="{}" fill="#eeeeee" rx="2"/>',
+            '<rect x="{}" y="{}" width="{}" height="{}" fill="#eeeeee" rx="2"/>',
             left,
+            GAUGE_TOP,
             right - left,
             GAUGE_BAR,
         )
@@ -171,24 +175,35 @@ def gauge(rate: Rate, name: str) -> SafeString:
     if rate.value is not None:
         parts.append(
             format_html(
-                '<rect class="value" x="{}" y="4" width="{}" height="{}" fill="{}" rx="2"/>',
+                '<rect class="value" x="{}" y="{}" width="{}" height="{}" fill="{}" rx="2"/>',
                 left,
+                GAUGE_TOP,
                 _n(max(x(rate.value) - left, 1)),
                 GAUGE_BAR,
-                colour,
+                LEVEL_COLOURS[rate.level],
             )
         )
-    for label, value, tone in (("warning", warning, "#ef6c00"), ("danger", danger, "#c62828")):
+        if rate.value > top:  # off the scale
+            parts.append(
+                format_html(
+                    '<text x="{}" y="{}" class="beyond">&#9656;</text>',
+                    right + 2,
+                    GAUGE_TOP + GAUGE_BAR - 3,
+                )
+            )
+    marks = (("warning", warning, "#ef6c00", 9), ("danger", danger, "#c62828", GAUGE_HEIGHT - 2))
+    for label, value, tone, text_y in marks:
         parts.append(
             format_html(
-                '<line x1="{}" x2="{}" y1="1" y2="{}" stroke="{}" stroke-width="2"/>'
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="2"/>'
                 '<text x="{}" y="{}" text-anchor="middle">{} {}</text>',
                 _n(x(value)),
                 _n(x(value)),
-                GAUGE_BAR + 7,
+                GAUGE_TOP - 2,
+                GAUGE_TOP + GAUGE_BAR + 2,
                 tone,
-                _n(x(value)),
-                GAUGE_HEIGHT - 6,
+                _n(min(max(x(value), 40), right - 40)),  # the label stays inside the drawing
+                text_y,
                 label,
                 percent(value),
             )

@@ -15,6 +15,7 @@ a few attribute reads. A hold is confirmed against the stored levels before it i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from django.apps import apps
@@ -24,7 +25,7 @@ from django.utils import timezone
 from . import reputation_state
 from .conf import SendFleetSettings
 from .exceptions import SendFleetReputationHold
-from .reputation import percent
+from .reputation import Rates, percent
 from .reputation_levels import DANGER
 
 logger = logging.getLogger("django_sendfleet")
@@ -76,7 +77,7 @@ class ReputationGuard:
             held_until=timezone.now() + HOLD_RECHECK,
         )
 
-    def _reason(self, modes: set[str], accounts: dict) -> str:
+    def _reason(self, modes: set[str], accounts: Mapping[str, Rates]) -> str:
         figures = "; ".join(
             f"{mode}: bounce rate {percent(accounts[mode].bounce.value)}, complaint rate "
             f"{percent(accounts[mode].complaint.value)}"
