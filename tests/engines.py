@@ -27,6 +27,8 @@ class Engine:
     packages: tuple[str, ...]
     #: The Redis database of its broker, on the test Redis server (None: no broker).
     broker_db: int | None
+    #: The Django app it adds to INSTALLED_APPS (tests/settings.py adds it for workers).
+    app: str
 
     def available(self) -> bool:
         return all(importlib.util.find_spec(package) for package in self.packages)
@@ -76,7 +78,7 @@ class Engine:
         if self.name == "rq":
             return {
                 "TASKS": {"default": {"BACKEND": self.backend, "QUEUES": ["default"]}},
-                "RQ_QUEUES": {"default": {"URL": broker_url}},
+                "RQ_QUEUES": {"default": {"URL": broker_url, "DEFAULT_TIMEOUT": 100 * 300}},
             }
         if self.name == "celery":
             return {
@@ -112,9 +114,17 @@ class Engine:
             redis.Redis.from_url(broker_url).flushdb()
 
 
-DB_WORKER = Engine("db_worker", "django_tasks_db.DatabaseBackend", ("django_tasks_db",), None)
-RQ = Engine("rq", "django_tasks_rq.RQBackend", ("django_tasks_rq", "django_rq", "rq"), 12)
+DB_WORKER = Engine(
+    "db_worker", "django_tasks_db.DatabaseBackend", ("django_tasks_db",), None, "django_tasks_db"
+)
+RQ = Engine(
+    "rq", "django_tasks_rq.RQBackend", ("django_tasks_rq", "django_rq", "rq"), 12, "django_rq"
+)
 CELERY = Engine(
-    "celery", "django_tasks_fennel.CeleryBackend", ("django_tasks_fennel", "celery"), 13
+    "celery",
+    "django_tasks_fennel.CeleryBackend",
+    ("django_tasks_fennel", "celery"),
+    13,
+    "django_tasks_fennel",
 )
 ENGINES = {engine.name: engine for engine in (DB_WORKER, RQ, CELERY)}

@@ -8,6 +8,8 @@ are installed (``pip install 'django-sendfleet[engines]'``; CI: the PostgreSQL s
 
 from __future__ import annotations
 
+import re
+import shlex
 import time
 from io import StringIO
 
@@ -21,22 +23,21 @@ from django_sendfleet.sandbox import SANDBOX_API_KEY
 
 from .engines import CELERY, RQ, Engine
 from .worker_processes import (
+    ROOT,
+    Workers,
     kill,
     queue_messages,
-    start_processes,
-    stop,
     uses_postgres,
     wait_for,
     worker_environment,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not uses_postgres(),
-        reason="worker processes need PostgreSQL as the test database (set DATABASE_URL)",
-    ),
-]
+# The worker tests (not the docs test at the end) need PostgreSQL and real transactions.
+needs_postgres = pytest.mark.skipif(
+    not uses_postgres(),
+    reason="worker processes need PostgreSQL as the test database (set DATABASE_URL)",
+)
+transactions = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(params=[RQ, CELERY], ids=lambda engine: engine.name)
@@ -53,38 +54,20 @@ def sandbox(sendfleet_socket_sandbox):
 
 @pytest.fixture
 def workers(engine, sandbox, settings, redis_url, tmp_path):
-    """Start this engine's workers: ``workers.start(count, **environment)``; all are stopped
-    after the test. The broker is emptied first; the workers' output goes to a log file that a
-    timeout shows."""
+    """This engine's workers, none started yet; all stopped after the test. The broker is
+    emptied first, and this process queues onto it."""
     broker_url = engine.broker_url(redis_url)
     engine.clear_broker(broker_url)
     engine.configure(settings, broker_url)
     settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
-    started = []
-
-    class Workers:
-        log = tmp_path / f"{engine.name}-workers.log"
-        env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
-
-        def start(self, count, **environment):
-            with self.log.open("ab") as log:
-                new = [
-                    process
-                    for number in range(count)
-                    for process in start_processes(
-                        engine.worker_command(len(started) + number),
-                        self.env | environment,
-                        1,
-                        log,
-                    )
-                ]
-            started.extend(new)
-            return new
-
-    yield Workers()
-    stop(started)
+    env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
+    workers = Workers(engine.worker_command, env, tmp_path / f"{engine.name}-workers.log")
+    yield workers
+    workers.stop()
 
 
+@needs_postgres
+@transactions
 def test_several_workers_send_every_message_exactly_once_without_a_429(sandbox, workers):
     # The workers share 10 requests per 2 s. The limiter's margin (1 % of the window, so 20 ms
     # here, 0.5 s at SendFleet's 60 s) is less than the time between taking a slot and the
@@ -106,6 +89,8 @@ def test_several_workers_send_every_message_exactly_once_without_a_429(sandbox, 
     assert SendLog.objects.filter(status="queued").count() == 30
 
 
+@needs_postgres
+@transactions
 def test_a_retryable_error_is_sent_again_by_the_deferred_task(sandbox, workers):
     """A 502 gives the row back to the outbox for 1 s and schedules its task for then: RQ's
     scheduler (``rqworker --with-scheduler``) or a Celery eta runs it, no sendfleet_requeue."""
@@ -122,6 +107,8 @@ def test_a_retryable_error_is_sent_again_by_the_deferred_task(sandbox, workers):
     assert SendLog.objects.get().attempts == 2
 
 
+@needs_postgres
+@transactions
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, workers):
     # A short lease, still longer than one send may take (the system checks insist): at most
     # 1 s for a rate-limiter slot and 1 s each to connect and to read.
@@ -158,3 +145,25 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox,
     assert sorted(sent_to) == [f"user{n}@example.com" for n in range(5)]  # each exactly once
     in_flight.refresh_from_db()
     assert in_flight.status == "unknown"
+
+
+def documented_setup(heading: str) -> list[str]:
+    """The code blocks of docs/queued.md's section ``### heading``."""
+    text = (ROOT / "docs" / "queued.md").read_text()
+    section = text.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
+    return re.findall(r"^```[a-z]*\n(.*?)^```", section, flags=re.M | re.S)
+
+
+@pytest.mark.parametrize(("engine", "heading"), [(RQ, "RQ on Redis"), (CELERY, "Celery on Redis")])
+def test_docs_set_each_engine_up_exactly_as_tested(engine, heading):
+    install, settings_block, command = documented_setup(heading)
+    assert install.split() == ["pip", "install", f"'django-sendfleet[{engine.name}]'"]
+    documented = {"INSTALLED_APPS": []}
+    exec(settings_block, documented)
+    assert documented["INSTALLED_APPS"] == [engine.app]
+    broker_url = "redis://127.0.0.1:6379/0"
+    for name, value in engine.settings(broker_url).items():
+        assert documented[name] == value, name
+    tested = list(engine.worker_command(1))
+    runner = {"django": ["python", "manage.py"], "celery": ["celery"]}[tested[2]]
+    assert shlex.split(command) == runner + tested[3:]

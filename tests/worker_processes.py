@@ -64,6 +64,33 @@ def start_processes(
     ]
 
 
+class Workers:
+    """Worker processes started with ``command(number)`` and ``env``: ``start`` more, ``stop``
+    them all. Their output goes to the file ``log``, which ``wait_for`` shows on a timeout."""
+
+    def __init__(
+        self, command: Callable[[int], Sequence[str]], env: dict[str, str], log: Path
+    ) -> None:
+        self.command, self.env, self.log = command, env, log
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, count: int, **environment: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` more, with these variables added to their environment."""
+        with self.log.open("ab") as output:
+            new = [
+                process
+                for number in range(len(self.processes), len(self.processes) + count)
+                for process in start_processes(
+                    self.command(number), self.env | environment, 1, output
+                )
+            ]
+        self.processes += new
+        return new
+
+    def stop(self) -> None:
+        stop(self.processes)
+
+
 def _stat(pid: int | str) -> list[str]:
     """The fields of /proc/PID/stat after the command name: [state, ppid, ...]."""
     return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
