@@ -28,9 +28,9 @@ from django.utils.html import format_html
 from . import dashboard, reputation_admin
 from .addresses import MAX_ADDRESS_LENGTH
 from .error_table import ERROR_TABLE, spec_for_code
+from .log_status import PROBLEM_STATUSES, LogStatus
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .resend import OUTBOX_STATUSES, resend_entries
-from .status import PROBLEM_STATUSES, LogStatus
 from .suppressions import suppress, suppressed_among
 
 if TYPE_CHECKING:

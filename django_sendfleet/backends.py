@@ -27,12 +27,12 @@ from .exceptions import (
     SendFleetUnsupportedFeature,
 )
 from .key_guard import KeyGuard
-from .log import SendLogBatch
 from .message import OutgoingMessage, prepare_message
 from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
 from .ratelimit import SlidingWindowLimiter
 from .reputation_guard import ReputationGuard
 from .retry import WaitInProcess
+from .send_log import SendLogBatch
 from .sending import (
     Deferred,
     RecipientSender,

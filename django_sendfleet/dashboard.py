@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from . import rollups
 from .error_table import SPECS_BY_CODE
-from .status import LogStatus
+from .log_status import LogStatus
 
 DAYS = 30
 TOP_ERROR_CODES = 10

@@ -31,9 +31,9 @@ from . import signals
 from .conf import SendFleetSettings
 from .event_store import PROCESSING_LEASE, finish_storing
 from .exceptions import SendFleetSoftBounce
+from .log_status import LogStatus, statuses_an_event_may_replace
 from .mailers import backend_class
 from .models import SendLog, Suppression, WebhookEvent
-from .status import LogStatus, statuses_an_event_may_replace
 from .suppressions import suppress
 from .tracking import TrackingEvent, normalise, raw_event_type
 from .unknown_sends import claim_unknown_send, resolve_unknown_sends

@@ -8,9 +8,9 @@ from django.db import models
 from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
+from .log_status import LogStatus
 from .reputation_state import ReputationLevel  # noqa: F401  (one of the app's models)
 from .rollups import SendLogQuerySet, deleting, saving
-from .status import LogStatus
 
 DETAIL_MAX_LENGTH = 1000
 

@@ -19,10 +19,10 @@ from . import error_table, message_content, signals
 from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetConfigurationError, SendFleetLeaseExpired
 from .key_guard import KeyGuard
+from .log_status import LogStatus
 from .mailers import QUEUED_BACKEND, backend_class, configured_mailers
 from .models import MessageContent, SendLog
 from .payloads import message_from_payload, outbox_payload
-from .status import LogStatus
 from .tasks import schedule
 
 #: The error codes of rows held while SendFleet refuses the API key.

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from . import rollups
 from .error_table import SPECS_BY_CODE
 from .exceptions import SendFleetSoftBounce
+from .log_status import LogStatus
 from .outcome import UNKNOWN as UNKNOWN_OUTCOME
 from .reputation_levels import UNKNOWN, Thresholds, level_for, worst
-from .status import LogStatus
 
 WINDOW_DAYS = 7
 SHARED = "shared"
@@ -203,7 +203,7 @@ def why_unknown(mode: str, counts: Counts, thresholds: Thresholds, events_arrive
         return f"nothing was sent in {WINDOW_DAYS} days"
     if counts.sends < thresholds.min_sends:
         return (
-            f"{counts.sends} sends in {WINDOW_DAYS} days, fewer than "
+            f"{counts.sends} send(s) in {WINDOW_DAYS} days, fewer than "
             f"SENDFLEET['REPUTATION']['MIN_SENDS'] ({thresholds.min_sends})"
         )
     return ""

@@ -28,12 +28,12 @@ from django.views.decorators.http import require_POST
 from . import reputation_state, rollups
 from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetConfigurationError, SendFleetReputationHold, SendFleetSoftBounce
+from .log_status import LogStatus
 from .mailers import configured_mailers
 from .models import SendLog
 from .reputation import WINDOW_DAYS, Counts, Rate, Rates, Snapshot, percent
 from .reputation_levels import DANGER, HEALTHY, UNKNOWN, WARNING
 from .reputation_release import held_rows, release_held_sends
-from .status import LogStatus
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

@@ -18,8 +18,8 @@ from django.utils import timezone
 from . import reputation_state
 from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetReputationHold
+from .log_status import LogStatus
 from .models import SendLog
-from .status import LogStatus
 from .tasks import schedule
 
 

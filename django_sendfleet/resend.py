@@ -16,9 +16,9 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db.models import prefetch_related_objects
 
 from .exceptions import SendFleetError
+from .log_status import LogStatus
 from .models import SendLog
 from .payloads import build_payload, message_from_payload
-from .status import LogStatus
 
 logger = logging.getLogger("django_sendfleet")
 

@@ -1,12 +1,11 @@
 """Send one recipient: the one path ``EmailBackend`` and the queued worker both take.
 
 In order: the local suppression list, the batch guard (an earlier error that rules this send
-out), the API key's pause after a 401, the reputation guard (a bulk mailer waits while the
-account is at danger), the shared rate limiter, the attempt, and what the retry policy makes of
-a failure. The result is the recipient's ``RecipientStatus`` (``outcome.py``), or ``Deferred``
-when the policy gives the send back to the outbox. What follows a finished send (the log row's
-fields, the failure signals, the catch-up of early webhook events) is in ``finish_recipient``
-below and in ``send_log.outcome_fields``, also shared by both.
+out), the pause after a 401 (``key_guard.py``), the shared rate limiter, the attempt, and what
+the retry policy (``retry.py``) makes of a failure. The result is the recipient's
+``RecipientStatus`` (``outcome.py``: what the app sees), or ``Deferred`` when the policy gives
+the send back to the outbox. What follows a finished send is shared too: the log row's fields
+(``send_log.outcome_fields``) and the failure signals (``finish_recipient`` below).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 
+from .log_status import LogStatus
 from .models import SendLog, WebhookEvent
-from .status import LogStatus
 from .tracking import EVENT_TYPES
 
 logger = logging.getLogger("django_sendfleet")

@@ -31,7 +31,7 @@ from .client import SendFleetClient
 from .conf import SendFleetSettings, mailer_options
 from .events import apply_waiting_events
 from .key_guard import KeyGuard
-from .log import outcome_fields, stored_detail
+from .log_status import LogStatus
 from .mailers import QUEUED_BACKEND, backend_class
 from .models import MessageContent, SendLog
 from .outcome import RecipientStatus, SendStatus
@@ -39,8 +39,8 @@ from .payloads import message_from_payload, outbox_payload
 from .ratelimit import SlidingWindowLimiter
 from .reputation_guard import ReputationGuard
 from .retry import Reschedule
+from .send_log import outcome_fields, stored_detail
 from .sending import Deferred, RecipientSender, SuppressionCheck, domain_of, finish_recipient
-from .status import LogStatus
 
 logger = logging.getLogger("django_sendfleet")
 

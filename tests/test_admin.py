@@ -17,8 +17,8 @@ from django.utils.html import escape
 
 from django_sendfleet.admin import ACTION_ROW_LIMIT, EstimatedCountPaginator, SendLogAdmin
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
+from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog, Suppression
-from django_sendfleet.status import LogStatus
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_sendfleet import exceptions as exc
-from django_sendfleet import log, message_content, outbox, tasks, worker
+from django_sendfleet import message_content, outbox, send_log, tasks, worker
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import MessageContent, SendLog
 from django_sendfleet.resend import message_from
@@ -123,7 +123,7 @@ def test_the_outbox_is_written_in_bounded_statements(queue):
 
 
 def test_many_big_messages_are_written_in_chunks_of_bounded_content(queue, monkeypatch):
-    monkeypatch.setattr(log, "CONTENT_CHARACTERS_PER_WRITE", 100_000)
+    monkeypatch.setattr(send_log, "CONTENT_CHARACTERS_PER_WRITE", 100_000)
     with CaptureQueriesContext(connection) as queries:
         queue(*[newsletter(1, text=f"{n} {TEXT}") for n in range(10)])  # 40 KB each
     content_inserts = [
@@ -152,7 +152,7 @@ def test_a_failed_log_write_does_not_lose_the_content_of_the_messages_next_rows(
     """The log's first chunk fails (logged, not raised); the message's later rows still get
     its content, written again with them."""
     sendfleet_settings["LOG_CONTENT"] = True
-    monkeypatch.setattr(log, "ROWS_PER_WRITE", 2)
+    monkeypatch.setattr(send_log, "ROWS_PER_WRITE", 2)
     original = message_content.insert_with_rows
     calls = []
 
@@ -178,7 +178,7 @@ def test_a_failed_log_write_does_not_lose_the_content_of_the_messages_next_rows(
 def test_a_failing_chunk_rolls_back_the_whole_outbox_and_enqueues_nothing(
     queue, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(log, "ROWS_PER_WRITE", 2)
+    monkeypatch.setattr(send_log, "ROWS_PER_WRITE", 2)
     original = outbox.write_rows
     calls = []
 
@@ -199,7 +199,7 @@ def test_a_failing_chunk_rolls_back_the_whole_outbox_and_enqueues_nothing(
 
 
 def test_a_refused_message_keeps_the_rows_queued_before_it(queue, monkeypatch):
-    monkeypatch.setattr(log, "ROWS_PER_WRITE", 2)
+    monkeypatch.setattr(send_log, "ROWS_PER_WRITE", 2)
     good = EmailMessage("Hi", "Body", SENDER, [f"u{n}@example.com" for n in range(5)])
     bad = EmailMessage("x" * 300, "Body", SENDER, ["ann@example.com"])
     with pytest.raises(exc.SendFleetInvalidMessage):

@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 
 from django_sendfleet import outbox, rollup_rebuild, rollups, tasks, worker
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
+from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.rollups import Key, SendRollup
-from django_sendfleet.status import LogStatus
 
 WEBHOOK_SECRET = "whsec_rollups_0123456789"
 

@@ -223,7 +223,7 @@ def test_log_is_written_even_when_the_send_raises(sandbox):
 
 
 def test_key_is_redacted_from_stored_detail():
-    from django_sendfleet.log import stored_detail
+    from django_sendfleet.send_log import stored_detail
 
     assert stored_detail(f"echo {SANDBOX_API_KEY}", (SANDBOX_API_KEY,)) == "echo [redacted]"
     assert len(stored_detail("x" * 5000, ())) == 1000

@@ -13,8 +13,8 @@ from django.utils import timezone
 from django_sendfleet import message_content
 from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.event_retention import PrunedEvents, prune_events
+from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog
-from django_sendfleet.status import LogStatus
 
 #: Rows that still have work to do are never pruned, however old.
 KEPT_STATUSES = (LogStatus.PENDING,)

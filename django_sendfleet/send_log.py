@@ -10,10 +10,10 @@ from django.db import DatabaseError, transaction
 from . import message_content
 from .durable import outside_the_callers_transaction
 from .events import apply_waiting_events
+from .log_status import log_status_for
 from .models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from .outcome import PENDING
 from .redaction import redact
-from .status import log_status_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,4 +1,9 @@
-"""The statuses a send log row moves through, and how send outcomes map onto them."""
+"""The statuses a send log row moves through, and how send outcomes map onto them.
+
+One of two status vocabularies. This one is a ``SendLog`` row's, which delivery events move on
+(``delivered``, ``bounced``...). The other, ``outcome.py``, is what the sending app sees per
+recipient of one send (``message.anymail_status``, shaped like django-anymail's).
+"""
 
 from __future__ import annotations
 
