@@ -14,7 +14,7 @@ from django.apps import apps
 from django.db import DatabaseError
 
 from . import reputation_state
-from .checks import OK, WARNING, CheckResult
+from .check_result import OK, WARNING, CheckResult
 from .exceptions import SendFleetConfigurationError
 from .reputation import WINDOW_DAYS, Rate, Rates, Snapshot, percent
 from .reputation_levels import DANGER, HEALTHY, UNKNOWN, worst
@@ -62,7 +62,7 @@ def describe(rates: Rates) -> str:
     figures = f"bounce rate {_against(rates.bounce)}, complaint rate {_against(rates.complaint)}"
     level = rates.level if rates.level != UNKNOWN else f"unknown ({rates.bounce.reason})"
     held = " (bulk mailers held)" if rates.level == DANGER else ""
-    return f"{rates.mode}: {level}{held}, {figures}, {rates.counts.sends} sends"
+    return f"{rates.mode}: {level}{held}, {figures}, {rates.counts.sends} send(s)"
 
 
 def _against(rate: Rate) -> str:
