@@ -294,9 +294,7 @@ def test_malformed_success_body_is_unknown_not_retried(sandbox, retry_waits):
 
 
 def test_api_validation_error_carries_the_field_errors(sandbox):
-    client = SendFleetClient(
-        api_url=sandbox.url, api_key=SANDBOX_API_KEY, timeout=5
-    )
+    client = SendFleetClient(api_url=sandbox.url, api_key=SANDBOX_API_KEY, timeout=5)
     with pytest.raises(exc.SendFleetValidationError) as caught:
         client.attempt({})
     assert caught.value.field_errors["to"] == ["This field is required."]

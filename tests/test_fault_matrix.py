@@ -154,9 +154,7 @@ def invalid_payload(world: World) -> None:
 def ip_blocked_after_ten_401s(world: World) -> None:
     """SendFleet blocks an IP after 10 consecutive 401s: then even a good key gets a 403
     without an error code."""
-    bad = SendFleetClient(
-        api_url=world.sandbox.url, api_key=REVOKED_API_KEY, timeout=5
-    )
+    bad = SendFleetClient(api_url=world.sandbox.url, api_key=REVOKED_API_KEY, timeout=5)
     for _ in range(10):
         with pytest.raises(exc.SendFleetAuthenticationError):
             bad.attempt({"to": PRIMER, "from_email": "shop@example.com", "message": "x"})

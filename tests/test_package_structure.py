@@ -119,9 +119,7 @@ def test_the_webhook_view_and_the_worker_are_not_imported_by_the_send_path():
 
 
 def test_no_module_is_over_about_400_lines():
-    sizes = {
-        name: len(path.read_text().splitlines()) for name, path in package_modules().items()
-    }
+    sizes = {name: len(path.read_text().splitlines()) for name, path in package_modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
 
 
