@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from django_sendfleet.admin import ACTION_ROW_LIMIT, EstimatedCountPaginator, SendLogAdmin
+from django_sendfleet.admin import ACTION_ROW_LIMIT, SendLogAdmin
+from django_sendfleet.changelist import EstimatedCountPaginator
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
 from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog, Suppression
