@@ -8,13 +8,15 @@ import threading
 import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from django_sendfleet import reputation, reputation_state, signals
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.models import SendLog
-from django_sendfleet.reputation_levels import Thresholds
+from django_sendfleet.reputation_levels import Thresholds, parse_thresholds
 from django_sendfleet.reputation_state import ReputationLevel
 
 pytestmark = [
@@ -267,6 +269,34 @@ def test_bad_thresholds_are_refused(settings, value):
     settings.SENDFLEET = {"REPUTATION": value}
     with pytest.raises(SendFleetConfigurationError, match="REPUTATION"):
         SendFleetSettings().reputation  # noqa: B018
+
+
+@given(
+    value=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["BOUNCE_RATE", "COMPLAINT_RATE", "MIN_SENDS", "OTHER"]),
+            st.one_of(
+                st.tuples(st.floats(allow_nan=True), st.floats(allow_nan=True)),
+                st.lists(st.one_of(st.integers(), st.floats(), st.booleans(), st.text())),
+                st.integers(),
+                st.booleans(),
+                st.text(max_size=5),
+                st.none(),
+            ),
+        ),
+        st.text(max_size=5),
+        st.integers(),
+    )
+)
+def test_any_reputation_setting_is_read_or_refused_with_a_configuration_error(value):
+    try:
+        thresholds = parse_thresholds("SENDFLEET['REPUTATION']", value)
+    except SendFleetConfigurationError:
+        return
+    for warning, danger in (thresholds.bounce, thresholds.complaint):
+        assert 0 < warning <= danger <= 1
+    assert thresholds.min_sends >= 0
 
 
 def test_thresholds_default_to_half_and_all_of_ses_review_levels(settings):

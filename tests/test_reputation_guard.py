@@ -201,3 +201,19 @@ def test_a_release_seen_by_another_process_is_honoured_at_once(danger):
     assert reputation_state.current() is seen  # not refreshed yet
     message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
     assert EmailBackend(bulk=True).send_messages([message]) == 1
+
+
+def test_sendfleet_bulk_marks_every_queued_send_bulk(
+    danger, sendfleet_settings, django_capture_on_commit_callbacks
+):
+    """Before Django 6.1 there is one mailer: SENDFLEET["BULK"] marks it, queued rows too."""
+    from django_sendfleet.backends import QueuedEmailBackend
+
+    sendfleet_settings["BULK"] = True
+    before = len(danger.requests)
+    with django_capture_on_commit_callbacks(execute=True):
+        QueuedEmailBackend().send_messages(
+            [EmailMessage("Our news", "Body", SENDER, ["a@example.com", "b@example.com"])]
+        )
+    assert len(danger.requests) == before
+    assert held_rows().count() == 2
