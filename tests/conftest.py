@@ -8,10 +8,33 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from django.core.mail import EmailMessage
+from django.urls import reverse
 
 from django_sendfleet import client
+from django_sendfleet.webhooks import sign
 
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
+
+# Helpers the test modules share: ``from .conftest import SENDER, message``.
+SENDER = "Shop <shop@example.com>"
+BACKEND = "django_sendfleet.backends.EmailBackend"
+QUEUED_BACKEND = "django_sendfleet.backends.QueuedEmailBackend"
+
+
+def message(to=("ann@example.com",), sender=SENDER, subject="Hello", **kwargs) -> EmailMessage:
+    """A plain message from the shop, to Ann unless told otherwise."""
+    return EmailMessage(subject, "Plain body", sender, list(to), **kwargs)
+
+
+def post_webhook(client, body: bytes, secret: str | None = None, **headers):
+    """POST a body to the webhook endpoint through Django's test client, signed with
+    ``secret`` when one is given (headers may carry a signature of their own)."""
+    if secret is not None:
+        headers.setdefault("HTTP_X_SENDFLEET_SIGNATURE", sign(body, secret))
+    return client.post(
+        reverse("sendfleet-webhook"), data=body, content_type="application/json", **headers
+    )
 
 
 @pytest.fixture
@@ -55,7 +78,7 @@ def redis_url() -> Iterator[str]:
     if server is None:
         pytest.skip("No REDIS_URL and no redis-server to start")
     with tempfile.TemporaryDirectory() as directory:
-        port = _free_port()
+        port = free_port()
         command = [server, "--port", str(port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", directory]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,7 +92,8 @@ def redis_url() -> Iterator[str]:
             process.wait(timeout=5)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for a server a test starts)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -7,7 +7,7 @@ import django
 import pytest
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import User
-from django.core.mail import EmailMessage, EmailMultiAlternatives, mail_admins, send_mail
+from django.core.mail import EmailMultiAlternatives, mail_admins, send_mail
 
 from django_sendfleet import __version__
 from django_sendfleet import exceptions as exc
@@ -22,13 +22,9 @@ from django_sendfleet.sandbox import (
     UNAPPROVED_API_KEY,
 )
 
+from .conftest import SENDER, message
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
-
-SENDER = "Shop <shop@example.com>"
-
-
-def message(to=("ann@example.com",), sender=SENDER, **kwargs):
-    return EmailMessage("Hello", "Plain body", sender, list(to), **kwargs)
 
 
 def backend(**options):

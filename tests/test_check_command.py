@@ -30,9 +30,12 @@ from django_sendfleet.sandbox import (
 )
 from tests.docs_snippets import block_containing
 
+from .conftest import BACKEND
+from .conftest import QUEUED_BACKEND as QUEUED
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
-BACKEND = "django_sendfleet.backends.EmailBackend"
+
 OTHER_KEY = "sbxothr1.SecondKeyOfTheDefaultAccount00001"
 SECRETS = [key.partition(".")[2] for key in (SANDBOX_API_KEY, REVOKED_API_KEY, OTHER_KEY)]
 needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
@@ -475,8 +478,6 @@ def test_the_process_exit_status(sandbox, tmp_path):
 
 
 # The rate limiter and, for queued mailers, the task backend.
-
-QUEUED = "django_sendfleet.backends.QueuedEmailBackend"
 
 
 def test_rate_limiter_on_a_per_process_cache_is_a_warning(sandbox, sendfleet_settings):

@@ -11,9 +11,10 @@ from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.exceptions import SendFleetAuthenticationError, SendFleetConfigurationError
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
+from .conftest import BACKEND
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
-BACKEND = "django_sendfleet.backends.EmailBackend"
 
 
 def test_missing_key_raises_even_with_fail_silently(sendfleet_settings, monkeypatch):

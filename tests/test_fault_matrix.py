@@ -52,6 +52,8 @@ from django_sendfleet.sandbox import (
     Sandbox,
 )
 
+from .conftest import SENDER
+
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),
     pytest.mark.django_db,
@@ -61,7 +63,7 @@ pytestmark = [
 ]
 
 RECIPIENT = "ann@example.com"
-SENDER = "Shop <shop@example.com>"
+
 PRIMER = "primer@example.com"  # a send made before the one under test, to set something up
 #: Rows for refusals before any request: tests/test_properties.py covers them.
 LOCAL_ROWS = {"invalid_message", "unsupported_feature", "recipients_refused"}

@@ -27,9 +27,11 @@ from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import MessageContent, SendLog
 from django_sendfleet.resend import message_from
 
+from .conftest import SENDER
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
-SENDER = "Shop <shop@example.com>"
+
 TEXT = "Your newsletter. " * 1200  # about 20 KB
 HTML = "<p>Your <b>newsletter</b>.</p>" * 700  # about 20 KB
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
-from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
@@ -18,13 +17,9 @@ from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import MessageContent, SendLog, Suppression
 from django_sendfleet.sandbox import QUOTA_API_KEY
 
+from .conftest import message
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
-
-SENDER = "Shop <shop@example.com>"
-
-
-def message(to=("ann@example.com",), sender=SENDER, subject="Hello"):
-    return EmailMessage(subject, "Plain body", sender, list(to))
 
 
 def enqueue(*messages, commit=True, capture=None):

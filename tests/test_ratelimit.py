@@ -12,7 +12,6 @@ import math
 import multiprocessing
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -36,7 +35,10 @@ from django_sendfleet.ratelimit import (
 from django_sendfleet.sandbox import SANDBOX_API_KEY, VERIFIED_DOMAIN, Sandbox
 from django_sendfleet.sandbox.throttling import SlidingLogThrottle
 
+from .conftest import free_port
+
 REQUESTS, SECONDS = 5, 0.5
+
 CLOCK_SLACK = 0.002  # seconds: Redis's clock against this process's, and rounding
 # The default margin (20 ms at this window) is sized for real windows. These windows are 120
 # times shorter than SendFleet's, but the time from taking a slot to the sandbox's clock reading
@@ -48,12 +50,6 @@ ALIAS = "ratelimit"
 
 def _redis_cache(url: str) -> dict[str, Any]:
     return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(params=["redis", "locmem", "dummy", "file"])
@@ -247,7 +243,7 @@ def test_per_process_caches_are_not_shared(settings: Any, redis_url: str, tmp_pa
 
 def test_a_cache_outage_lets_sends_through(settings: Any, caplog: Any) -> None:
     pytest.importorskip("redis")
-    settings.CACHES = {"default": _redis_cache(f"redis://127.0.0.1:{_free_port()}/0")}
+    settings.CACHES = {"default": _redis_cache(f"redis://127.0.0.1:{free_port()}/0")}
     limiter = _limiter("default", requests=1)
     with caplog.at_level(logging.WARNING, logger="django_sendfleet"):
         assert limiter.try_acquire() == 0.0
@@ -412,7 +408,7 @@ class FreezableRedis:
         server = shutil.which("redis-server")
         if server is None:
             pytest.skip("redis-server is not on PATH")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         command = [server, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", str(directory)]

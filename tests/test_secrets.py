@@ -48,12 +48,14 @@ from django_sendfleet.sandbox import (
 from django_sendfleet.webhooks import sign
 from tests.test_fault_matrix import MATRIX, World, answered_by, run_queued, run_sync
 
+from .conftest import SENDER, post_webhook
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
 #: The key this project is configured with: registered in each test's sandbox.
 API_KEY = "sfleak01.TheSecretHalfOfTheKeyMustNeverShow0123"
 WEBHOOK_SECRET = "whsec_TheSigningSecretMustNeverShow_0123456789"
-SENDER = "Shop <shop@example.com>"
+
 KNOWN_KEYS = [
     API_KEY,
     SANDBOX_API_KEY,
@@ -364,12 +366,6 @@ def test_a_misconfigured_option_shows_no_secret(option, value, watch, sendfleet_
 # The webhook: refusals, and the events it stores.
 
 
-def post_webhook(client, body: bytes, **headers):
-    return client.post(
-        reverse("sendfleet-webhook"), data=body, content_type="application/json", **headers
-    )
-
-
 def test_webhook_refusals_show_neither_the_secret_nor_the_right_signature(
     watch, client, sendfleet_settings, admin_client
 ):
@@ -513,16 +509,12 @@ def test_objects_holding_the_key_do_not_show_it(
         assert client is not None
         conf = backend.settings
         objects = [backend, queued, client, conf, SendFleetSettings(options)]
-        objects += [SlidingWindowLimiter.for_settings(conf), client.rate_limiter]
-        objects += [
-            SendFleetClient(
-                api_url="https://x.example/", api_key=API_KEY, timeout=1, max_retry_wait=0
-            )
-        ]
+        objects += [SlidingWindowLimiter.for_settings(conf), backend.limiter]
+        objects += [SendFleetClient(api_url="https://x.example/", api_key=API_KEY, timeout=1)]
         for thing in objects:
             watch.text(f"repr({type(thing).__name__})", repr(thing))
             watch.text(f"str({type(thing).__name__})", str(thing))
-        limiter = client.rate_limiter
+        limiter = backend.limiter
         assert limiter is not None
         watch.text("the limiter's cache key", limiter.cache_key)
         watch.text("the limiter's conf prefix", conf.api_key_prefix)

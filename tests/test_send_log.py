@@ -15,13 +15,9 @@ from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.sandbox import REVOKED_API_KEY, SANDBOX_API_KEY
 from django_sendfleet.suppressions import suppress
 
+from .conftest import SENDER, message
+
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
-
-SENDER = "Shop <shop@example.com>"
-
-
-def message(to=("ann@example.com",), sender=SENDER, **kwargs):
-    return EmailMessage("Hello", "Plain body", sender, list(to), **kwargs)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from django_sendfleet.backends import EmailBackend
 from django_sendfleet.checks import system_checks
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
-BACKEND = "django_sendfleet.backends.EmailBackend"
+from .conftest import BACKEND
+
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
 

@@ -22,6 +22,7 @@ from django_sendfleet.models import WebhookEvent
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 from django_sendfleet.webhooks import sign
 
+from .conftest import free_port
 from .test_webhooks import SECRET, event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,12 +66,6 @@ def test_the_answer_is_sent_before_tracking_receivers_run(live_server, settings)
     assert WebhookEvent.objects.get().outcome == "unknown_message"
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _manage(env, *args, timeout=120):
     subprocess.run(
         [sys.executable, "-m", "django", *args], cwd=ROOT, env=env, check=True, timeout=timeout
@@ -102,7 +97,7 @@ def sqlite_server_with_default_options(tmp_path):
         "PYTHONPATH": str(ROOT),
     }
     _manage(env, "migrate", "--verbosity", "0")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
         cwd=ROOT,

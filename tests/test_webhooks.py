@@ -13,6 +13,8 @@ from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 from django_sendfleet.webhook_body import unescape_body
 from django_sendfleet.webhooks import sign
 
+from .conftest import post_webhook
+
 pytestmark = pytest.mark.django_db
 
 SECRET = "whsec_current_0123456789"
@@ -49,13 +51,9 @@ def tracking_events():
 
 def post_event(client, event, secret=SECRET, signature=None, body=None, **headers):
     body = body if body is not None else json.dumps(event).encode()
-    if signature is None and secret is not None:
-        signature = sign(body, secret)
     if signature is not None:
         headers["HTTP_X_SENDFLEET_SIGNATURE"] = signature
-    return client.post(
-        reverse("sendfleet-webhook"), data=body, content_type="application/json", **headers
-    )
+    return post_webhook(client, body, secret=secret, **headers)
 
 
 def kept_as_received(stored, body):
