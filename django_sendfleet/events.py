@@ -71,14 +71,14 @@ def after_answer(stored: WebhookEvent | None) -> None:
     _scan_unknown_sends_now_and_then()
 
 
-def process_event(event: WebhookEvent | int) -> bool:
+def process_event(event_or_id: WebhookEvent | int) -> bool:
     """Apply a stored event (or the one with this id) and tell receivers; False if it failed
     or is not to be processed. A failure marks it ``failed`` (with the error) for a retry.
     """
-    if isinstance(event, WebhookEvent):
-        stored = event  # just stored: the claim checks it is still to be processed
+    if isinstance(event_or_id, WebhookEvent):
+        stored = event_or_id  # just stored: the claim checks it is still to be processed
     else:
-        found = WebhookEvent.objects.filter(pk=event, outcome__in=UNFINISHED).first()
+        found = WebhookEvent.objects.filter(pk=event_or_id, outcome__in=UNFINISHED).first()
         if found is None:
             return False
         stored = found
