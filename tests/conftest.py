@@ -12,7 +12,6 @@ from django.core.mail import EmailMessage
 from django.urls import reverse
 
 from django_sendfleet import client
-from django_sendfleet.webhooks import sign
 
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
 
@@ -30,6 +29,10 @@ def message(to=("ann@example.com",), sender=SENDER, subject="Hello", **kwargs) -
 def post_webhook(client, body: bytes, secret: str | None = None, **headers):
     """POST a body to the webhook endpoint through Django's test client, signed with
     ``secret`` when one is given (headers may carry a signature of their own)."""
+    # Imported here: importing the view loads models, and worker processes spawned by tests
+    # import this module before Django is set up.
+    from django_sendfleet.webhooks import sign
+
     if secret is not None:
         headers.setdefault("HTTP_X_SENDFLEET_SIGNATURE", sign(body, secret))
     return client.post(

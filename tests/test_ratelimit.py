@@ -43,8 +43,10 @@ CLOCK_SLACK = 0.002  # seconds: Redis's clock against this process's, and roundi
 # The default margin (20 ms at this window) is sized for real windows. These windows are 120
 # times shorter than SendFleet's, but the time from taking a slot to the sandbox's clock reading
 # the request is not: a busy 2-core machine stalls a process for up to ~0.1 s. Tests through the
-# sandbox check that processes share one log, so they take a margin no stall here reaches.
-SANDBOX_MARGIN = 0.25
+# sandbox check that processes share one log, so they take a margin no stall reaches: a loaded
+# 2-core machine was seen to stall a process for more than 0.25 s between its slot and its
+# request reaching the sandbox, which the sandbox then counted in the next window.
+SANDBOX_MARGIN = 1.0
 ALIAS = "ratelimit"
 
 
@@ -360,7 +362,9 @@ def test_processes_sharing_redis_keep_to_the_limit(settings: Any, redis_url: str
     gaps = [later - earlier for earlier, later in zip(times, times[REQUESTS:], strict=False)]
     assert min(gaps) >= SECONDS + limiter.margin - 1e-6  # never more than REQUESTS per window
     tightest = (math.ceil(len(times) / REQUESTS) - 1) * (SECONDS + limiter.margin)
-    assert times[-1] - times[0] <= tightest * 1.25  # paced, not over-throttled
+    # Paced, not over-throttled: within a slack for processes a loaded machine starves (the
+    # allowance's utilisation is measured, side by side, by bench/bench_ratelimit.py).
+    assert times[-1] - times[0] <= tightest * 1.5
 
 
 _PER_PROCESS_CACHES = {
