@@ -4,8 +4,8 @@ The panel shows each account mode's bounce and complaint rates over the last 7 d
 their thresholds (a gauge drawn as inline SVG, like the dashboard's charts), the rates per
 mailer (which one bounces), the day-by-day trend, the recipient domains with the most hard
 bounces, and the bulk sends the guard holds. Figures are computed afresh when the page is
-opened (``reputation_state.check_now``): one query of the rollups, one of the week's hard
-bounces for the domains.
+opened (``reputation_state.check_now``) from the rollups, as is the count of held sends; only
+the bouncing domains read the log: the week's ``bounced`` rows, through the status index.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .mailers import configured_mailers
 from .models import SendLog
 from .reputation import WINDOW_DAYS, Counts, Rate, Rates, Snapshot, percent
 from .reputation_levels import DANGER, HEALTHY, UNKNOWN, WARNING
-from .reputation_release import held_rows, release_held_sends
+from .reputation_release import held_count, release_held_sends
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -102,7 +102,7 @@ def panel(model_admin: ModelAdmin, request: HttpRequest, changelist_url: str) ->
             mailers=mailers,
             trend=trend(snapshot),
             domains=bouncing_domains(snapshot.first_day),
-            held=held_rows().count(),
+            held=held_count(),
             held_url=f"{changelist_url}?"
             + urlencode(
                 {"status": "pending", "error_code": str(SendFleetReputationHold.error_code)}
@@ -214,7 +214,7 @@ def gauge(rate: Rate, name: str) -> SafeString:
         + f"; warning at {percent(warning)}, danger at {percent(danger)}"
     )
     return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" class="sendfleet-gauge" viewBox="0 0 {} {}" '
+        '<svg xmlns="http://www.w3.org/2000/svg" class="reputation-gauge" viewBox="0 0 {} {}" '
         'width="100%" role="img" aria-label="{}"><title>{}</title>{}</svg>',
         GAUGE_WIDTH,
         GAUGE_HEIGHT,

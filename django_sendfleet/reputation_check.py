@@ -18,7 +18,7 @@ from .check_result import OK, WARNING, CheckResult
 from .exceptions import SendFleetConfigurationError
 from .reputation import WINDOW_DAYS, Rate, Rates, Snapshot, percent
 from .reputation_levels import DANGER, HEALTHY, UNKNOWN, worst
-from .reputation_release import held_rows
+from .reputation_release import held_count
 
 FIX = (
     "See where the bounces and complaints come from on the admin dashboard (the mailer, the "
@@ -32,7 +32,7 @@ def check_reputation() -> CheckResult | None:
         return None
     try:
         seen = reputation_state.check_now()
-        held = held_rows().count()
+        held = held_count()
     except SendFleetConfigurationError:
         return None  # check_settings reports it
     except DatabaseError as error:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from . import reputation_state
@@ -20,6 +20,7 @@ from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetReputationHold
 from .log_status import LogStatus
 from .models import SendLog
+from .rollups import SendRollup
 from .tasks import schedule
 
 
@@ -28,6 +29,14 @@ def held_rows() -> QuerySet[SendLog]:
     return SendLog.objects.filter(
         status=LogStatus.PENDING, error_code=SendFleetReputationHold.error_code
     )
+
+
+def held_count() -> int:
+    """How many rows the guard holds now, from the rollups: the log is not counted."""
+    held = SendRollup.objects.filter(
+        status=LogStatus.PENDING, error_code=SendFleetReputationHold.error_code
+    ).aggregate(rows=Sum("sends"))
+    return held["rows"] or 0
 
 
 @dataclass(frozen=True)
