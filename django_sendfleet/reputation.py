@@ -160,7 +160,8 @@ def summarise(
         if not counts.sends or not mode or day not in days:
             continue  # not sent, or dated in the future (clock skew)
         accounts[mode] += counts
-        mailers[(mode, mailer)] += counts
+        if mailer:  # rows logged without an alias count for the account only
+            mailers[(mode, mailer)] += counts
         days[day][mode] += counts
     snapshot = Snapshot(first_day, last_day, thresholds)
     for mode, counts in accounts.items():

@@ -90,7 +90,7 @@ class Current:
 
 _current: Current | None = None
 _failed_at: float | None = None
-_refreshing = threading.Lock()
+_refreshing = threading.RLock()  # re-entrant: a receiver may ask for the figures
 
 
 def current(max_age: float = REFRESH_SECONDS) -> Current | None:
@@ -140,13 +140,16 @@ def _refresh() -> Current | None:
             stored = {(row.mode, row.mailer): row for row in ReputationLevel.objects.all()}
             snapshot = reputation.compute(settings.reputation, bool(settings.webhook_secrets))
         changes = outside_the_callers_transaction(lambda: record(stored, snapshot))
-    except DatabaseError as error:
+    except Exception as error:
+        # The figures are an aid: failing to read them must never stop or break a send.
         _failed_at = time.monotonic()
-        logger.warning(
+        logger.log(
+            logging.WARNING if isinstance(error, DatabaseError) else logging.ERROR,
             "SendFleet could not read the reputation levels (%s: %s); bulk mailers are not "
             "guarded until it can",
             type(error).__name__,
             error,
+            exc_info=not isinstance(error, DatabaseError),
         )
         return _current
     released = frozenset(

@@ -135,6 +135,15 @@ def test_below_min_sends_the_figure_is_shown_but_not_judged(webhooks, sendfleet_
     assert account.bounce.level == "unknown" and "MIN_SENDS" in account.bounce.reason
 
 
+def test_rows_logged_without_a_mailer_count_for_the_account_only(webhooks):
+    send(webhooks, recipients(good=10, bounces=2))
+    SendLog.objects.filter(recipient__startswith="bounce").update(mailer="")
+    snapshot = reputation_state.check_now().snapshot
+    assert snapshot.accounts["shared"].counts.hard_bounces == 2
+    assert snapshot.mailers[("shared", "default")].counts.hard_bounces == 0
+    assert ("shared", "") not in snapshot.mailers
+
+
 # Unknown, not zero, where no event can arrive.
 
 
@@ -203,6 +212,21 @@ def test_the_rise_is_logged_as_a_warning_and_the_fall_announced(
     assert "bounce rate 20.00 %" in logged[0][1] and "bulk mailers are held" in logged[0][1]
     falls = [message for level, message in logged if "danger -> healthy" in message]
     assert falls and {level for level, message in logged[2:]} == {"INFO"}
+
+
+def test_a_receiver_may_ask_for_the_figures_again(webhooks):
+    seen = []
+
+    def receiver(sender, **kwargs):
+        seen.append(reputation_state.check_now().snapshot.accounts["shared"].level)
+
+    signals.reputation_changed.connect(receiver, weak=False)
+    try:
+        send(webhooks, recipients(good=8, bounces=2))
+        reputation_state.check_now()
+    finally:
+        signals.reputation_changed.disconnect(receiver)
+    assert seen and set(seen) == {"danger"}
 
 
 def test_a_process_that_read_the_old_level_changes_nothing(webhooks, changes):

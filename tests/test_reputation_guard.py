@@ -217,3 +217,16 @@ def test_sendfleet_bulk_marks_every_queued_send_bulk(
         )
     assert len(danger.requests) == before
     assert held_rows().count() == 2
+
+
+def test_figures_that_cannot_be_read_never_stop_a_send(danger, monkeypatch, caplog):
+    from django_sendfleet import reputation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the rollups are away")
+
+    monkeypatch.setattr(reputation, "compute", broken)
+    reputation_state.forget()
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    assert EmailBackend(bulk=True).send_messages([message]) == 1  # unguarded, not broken
+    assert "could not read the reputation levels (RuntimeError" in caplog.text
