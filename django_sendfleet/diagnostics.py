@@ -48,6 +48,7 @@ from .config_review import (
 from .exceptions import (
     SendFleetConfigurationError,
 )
+from .reputation_check import check_reputation
 
 
 def check_settings(mailer: Mailer) -> CheckResult | None:
@@ -298,4 +299,5 @@ PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
     check_server_email,
     check_database,
     check_webhooks,
+    check_reputation,
 ]

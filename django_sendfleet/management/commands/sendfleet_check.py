@@ -20,7 +20,6 @@ from django_sendfleet.diagnostics import MAILER_CHECKS, PROJECT_CHECKS
 from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.mailers import configured_mailers
 from django_sendfleet.redaction import redact
-from django_sendfleet.reputation_check import check_reputation  # imports diagnostics
 
 NO_MAILER_FIX = (
     "Django 6.1: add a MAILERS entry with 'BACKEND': 'django_sendfleet.backends.EmailBackend' "
@@ -81,8 +80,7 @@ class Command(BaseCommand):
         sections = [self.check_mailer(m, send_test, from_email, m is mailers[0]) for m in mailers]
         if not mailers:
             sections.append(Section("mailers", None, [no_mailer_result()]))
-        project = (*PROJECT_CHECKS, check_reputation)
-        sections.append(Section("project", None, run([check() for check in project])))
+        sections.append(Section("project", None, run([check() for check in PROJECT_CHECKS])))
         counts = {level: 0 for level in (OK, WARNING, ERROR)}
         for section in sections:
             for result in section.results:
