@@ -13,11 +13,11 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
 # (Python, Django, database): every supported Django on SQLite; the oldest and newest on
-# PostgreSQL too.
+# PostgreSQL too. Django 6.1 on SQLite with Python 3.13 is not here: .ci/run runs the README's
+# Quick start test command first, which is exactly that (the newest Django on python3).
 MATRIX = [
     ("3.11", "5.2", "sqlite"),
     ("3.12", "6.0", "sqlite"),
-    ("3.13", "6.1", "sqlite"),
     ("3.11", "5.2", "postgres"),
     ("3.13", "6.1", "postgres"),
 ]

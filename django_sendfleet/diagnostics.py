@@ -22,9 +22,8 @@ from . import error_table
 from .api_probe import check_api_accepts_key
 from .backends import QueuedEmailBackend
 from .check_result import ERROR, OK, WARNING, CheckResult
-from .conf import SendFleetSettings
+from .conf import DEFAULT_API_URL, SendFleetSettings
 from .config_review import (
-    DEFAULT_API_URL,
     KEY_MALFORMED_FIX,
     KEY_MISSING_FIX,
     LEASE_FIX,

@@ -21,7 +21,7 @@ def normalise_email(address: str) -> str:
     return with_ascii_domain(address.strip()).lower()
 
 
-class MessageContent(models.Model):
+class MessageContent(models.Model):  # type: ignore[django-manager-missing]
     """What one message says, stored once for all of its recipients' send log rows.
 
     A queued message's rows refer to it until each is sent (the worker builds each request from
@@ -86,7 +86,8 @@ class SendLog(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
-    objects = SendLogQuerySet.as_manager()
+    # django-stubs cannot follow a queryset defined in a module that imports this one.
+    objects = SendLogQuerySet.as_manager()  # type: ignore[django-manager-missing]
 
     class Meta:
         verbose_name = "send log entry"

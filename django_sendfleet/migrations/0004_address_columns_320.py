@@ -3,10 +3,12 @@
 # address. Suppressed addresses with an international domain are stored as they are now sent,
 # in IDNA form.
 
+from typing import Any
+
 from django.db import migrations, models
 
 
-def _ascii_domain(address):
+def _ascii_domain(address: str) -> str:
     local_part, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
@@ -16,7 +18,7 @@ def _ascii_domain(address):
         return address
 
 
-def suppressions_by_address_as_sent(apps, schema_editor):
+def suppressions_by_address_as_sent(apps: Any, schema_editor: Any) -> None:
     Suppression = apps.get_model("django_sendfleet", "Suppression")
     non_ascii = [
         (pk, email)
