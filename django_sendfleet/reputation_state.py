@@ -75,6 +75,8 @@ class Change:
     previous: str
     level: str
     rates: Rates | None
+    #: No row stores this scope's level yet.
+    new: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,9 @@ def _refresh() -> Current | None:
         with savepoint_in_callers_transaction():
             stored = {(row.mode, row.mailer): row for row in ReputationLevel.objects.all()}
             snapshot = reputation.compute(settings.reputation, bool(settings.webhook_secrets))
-        changes = outside_the_callers_transaction(lambda: record(stored, snapshot))
+        differing = differences(stored, snapshot)
+        # Written only when a level differs: most refreshes write nothing.
+        changes = outside_the_callers_transaction(lambda: record(differing)) if differing else []
     except Exception as error:
         # The figures are an aid: failing to read them must never stop or break a send.
         _failed_at = time.monotonic()
@@ -175,37 +179,38 @@ def scopes_of(snapshot: Snapshot) -> dict[Scope, Rates]:
     }
 
 
-def record(stored: dict[Scope, ReputationLevel], snapshot: Snapshot) -> list[Change]:
-    """Store the levels that differ from ``stored`` (as read before the snapshot); return the
-    changes this process made. A scope no longer in the window becomes unknown."""
-    with transaction.atomic():  # a savepoint, where the caller has a transaction
-        return _record(stored, snapshot)
-
-
-def _record(stored: dict[Scope, ReputationLevel], snapshot: Snapshot) -> list[Change]:
+def differences(stored: dict[Scope, ReputationLevel], snapshot: Snapshot) -> list[Change]:
+    """The levels that differ from ``stored`` (read before the snapshot was computed). A scope
+    no longer in the window becomes unknown."""
     rates_by_scope = scopes_of(snapshot)
-    now = timezone.now()
-    changes = []
+    found = []
     for scope in sorted(stored.keys() | rates_by_scope.keys()):
         rates = rates_by_scope.get(scope)
         level = rates.level if rates is not None else UNKNOWN
         previous = stored[scope].level if scope in stored else UNKNOWN
-        if level == previous:
-            continue
-        mode, mailer = scope
-        if scope not in stored:
-            # Another process may create it first: then its level decides below.
-            ReputationLevel.objects.bulk_create(
-                [ReputationLevel(mode=mode, mailer=mailer, level=UNKNOWN, changed_at=now)],
-                ignore_conflicts=True,
-            )
-        # The compare-and-set: only one of the processes that saw ``previous`` changes it.
-        changed = ReputationLevel.objects.filter(mode=mode, mailer=mailer, level=previous).update(
-            level=level, changed_at=now
-        )
-        if changed:
-            changes.append(Change(scope, previous, level, rates))
-    return changes
+        if level != previous:
+            found.append(Change(scope, previous, level, rates, new=scope not in stored))
+    return found
+
+
+def record(differing: list[Change]) -> list[Change]:
+    """Store these levels; return the changes this process made (another may have made some)."""
+    now = timezone.now()
+    made = []
+    with transaction.atomic():  # a savepoint, where the caller has a transaction
+        for change in differing:
+            mode, mailer = change.scope
+            if change.new:
+                # Another process may create it first: then its level decides below.
+                ReputationLevel.objects.bulk_create(
+                    [ReputationLevel(mode=mode, mailer=mailer, level=UNKNOWN, changed_at=now)],
+                    ignore_conflicts=True,
+                )
+            # The compare-and-set: of the processes that read ``previous``, one changes it.
+            rows = ReputationLevel.objects.filter(mode=mode, mailer=mailer, level=change.previous)
+            if rows.update(level=change.level, changed_at=now):
+                made.append(change)
+    return made
 
 
 def announce(change: Change) -> None:

@@ -234,7 +234,9 @@ def test_a_process_that_read_the_old_level_changes_nothing(webhooks, changes):
     send(webhooks, recipients(good=8, bounces=2))
     stale = {}  # what a second process read before the first stored anything
     snapshot = reputation_state.check_now().snapshot  # the first process
-    assert reputation_state.record(stale, snapshot) == []
+    differing = reputation_state.differences(stale, snapshot)
+    assert {change.level for change in differing} == {"danger"}  # it saw the change too...
+    assert reputation_state.record(differing) == []  # ...but the first one stored it
     assert len(changes) == 2
 
 
