@@ -277,6 +277,27 @@ def test_processes_refreshing_at_once_announce_a_change_once(webhooks, changes, 
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_change_seen_inside_a_rolled_back_transaction_is_still_announced_once(webhooks, changes):
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite records inside the caller's transaction (durable.py)")
+    send(webhooks, recipients(good=8, bounces=2))
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():  # a view under ATOMIC_REQUESTS
+        reputation_state.check_now()
+        raise Rollback
+    reputation_state.check_now()
+    assert sorted((k["mailer"] or "", k["level"]) for _, k in changes) == [
+        ("", "danger"),
+        ("default", "danger"),
+    ]
+
+
 # Settings.
 
 
