@@ -59,7 +59,7 @@ def test_a_fixed_key_is_used_at_once(sandbox, sendfleet_settings):
 
 
 def test_several_processes_sharing_a_cache_send_one_401_between_them(redis_url):
-    """Five processes (one after the other, like five web requests) with a revoked key."""
+    """Three processes (one after the other, like three web requests) with a revoked key."""
     with Sandbox() as sandbox:
         env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -82,7 +82,7 @@ def test_several_processes_sharing_a_cache_send_one_401_between_them(redis_url):
             "    print('refused')\n"
         )
         outputs = []
-        for _ in range(5):
+        for _ in range(3):
             done = subprocess.run(
                 [sys.executable, "-c", script],
                 env=env,
@@ -93,7 +93,7 @@ def test_several_processes_sharing_a_cache_send_one_401_between_them(redis_url):
             )
             assert done.returncode == 0, done.stderr
             outputs.append(done.stdout.strip())
-        assert outputs == ["refused", "paused", "paused", "paused", "paused"]
+        assert outputs == ["refused", "paused", "paused"]
         assert refusals(sandbox) == 1
         import redis
 
