@@ -116,7 +116,10 @@ def test_the_outbox_is_written_in_bounded_statements(queue):
         queue(newsletter(2500))
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     log_inserts = [sql for sql in inserts if "django_sendfleet_sendlog" in sql.split("(")[0]]
-    assert len(log_inserts) == 3  # 1,000 rows at most each
+    # 1,000 rows at most each (fewer where the database takes fewer parameters per statement,
+    # as SQLite does on Django 5.2).
+    rows_per_insert = [sql.count("), (") + 1 for sql in log_inserts]
+    assert sum(rows_per_insert) == 2500 and max(rows_per_insert) <= 1000
     content_inserts = [sql for sql in inserts if "django_sendfleet_messagecontent" in sql[:60]]
     assert len(content_inserts) == 1
     # The content travels once; no statement carries it again.
