@@ -12,15 +12,11 @@ The figures are ratios of the medians of per-message time against anymail's and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,37 +25,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
 _DATABASE = Path(tempfile.mkdtemp()) / "bench.sqlite3"
 os.environ["DATABASE_URL"] = f"sqlite:///{_DATABASE}"
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as both clients expect
-    disable_nagle_algorithm = True  # else delayed ACKs add ~40 ms to every answer
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path.endswith("/api/send/"):
-            body = {
-                "success": True,
-                "message": "Email queued for delivery.",
-                "message_id": str(uuid.uuid4()),
-                "mode": "shared",
-            }
-        else:  # Postmark's /email
-            body = {
-                "To": "a@example.com",
-                "SubmittedAt": "2026-11-28T12:00:00Z",
-                "MessageID": str(uuid.uuid4()),
-                "ErrorCode": 0,
-                "Message": "OK",
-            }
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+import loopback_api  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> int:
@@ -68,8 +34,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = loopback_api.start()
     base = f"http://127.0.0.1:{server.server_port}"
 
     import django
