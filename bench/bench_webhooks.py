@@ -70,6 +70,8 @@ def server_environment(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DJANGO_DEBUG": os.environ.get("BENCH_DEBUG", "0"),
         "SENDFLEET_WEBHOOK_SECRET": SECRET,
+        # Persistent database connections, as docs/webhooks.md recommends for a webhook endpoint.
+        "DJANGO_CONN_MAX_AGE": os.environ.get("BENCH_CONN_MAX_AGE", "60"),
         "PYTHONPATH": str(ROOT),
     }
 

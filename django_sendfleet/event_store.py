@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH
 from .models import SendLog, WebhookEvent
+from .sqlite_lock import trying_often
 from .tracking import TrackingEvent, normalise, raw_event_type
 from .webhook_body import column_text, escape_body, is_storable_text, parse_body, unescape_body
 
@@ -52,25 +53,30 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     digest = digest_of(body)
     now = timezone.now()
     fields = _fields(body, max_age, now)
-    give_up_at = time.monotonic() + STORE_PATIENCE_SECONDS
-    while True:
-        try:
-            with transaction.atomic():
-                return WebhookEvent.objects.create(digest=digest, **fields)
-        except IntegrityError as error:
-            if WebhookEvent.objects.filter(digest=digest).exists():
-                return None
-            failure: DatabaseError = error
-        except OperationalError as error:
-            # "database is locked" (a busy SQLite past its timeout): try again. Past
-            # SendFleet's 5 s the answer is lost, but the event is still worth keeping.
-            if time.monotonic() < give_up_at:
-                logger.warning("SendFleet webhook event not stored yet, trying again: %r", error)
-                continue
-            raise
-        except DatabaseError as error:
-            failure = error
-        break
+    started = time.monotonic()
+    warned = False
+    with trying_often():
+        while True:
+            try:
+                with transaction.atomic():
+                    return WebhookEvent.objects.create(digest=digest, **fields)
+            except IntegrityError as error:
+                if WebhookEvent.objects.filter(digest=digest).exists():
+                    return None
+                failure: DatabaseError = error
+            except OperationalError as error:
+                # "database is locked" (SQLite, another writer): try again. Past SendFleet's
+                # 5 s the answer is lost, but the event is still worth keeping.
+                waited = time.monotonic() - started
+                if waited < STORE_PATIENCE_SECONDS:
+                    if waited > 1 and not warned:
+                        logger.warning("SendFleet webhook event not stored yet: %r", error)
+                        warned = True
+                    continue
+                raise
+            except DatabaseError as error:
+                failure = error
+            break
     # The database refused a value of the event this code did not foresee: keep the body
     # itself, and read it again when the event is retried.
     logger.error("SendFleet webhook event stored as received only: %r", failure)

@@ -1,10 +1,11 @@
 """Delivery events from SendFleet's webhook, once stored (``event_store.py``): applied to the
 send log and the suppression list, then told to ``tracking`` receivers.
 
-The webhook view answers as soon as the event is stored, and ``after_answer`` runs once the
-answer is sent: it processes the event, then retries events whose processing failed or never
-ran. A processing attempt is claimed (compare-and-set on ``attempts``) in the transaction that
-applies the event, so two processes never apply one attempt twice. A failed attempt leaves the
+The webhook view answers as soon as the event is stored; ``event_drain`` applies the events
+once the answer is sent, many per transaction, and retries events whose processing failed.
+``process_event`` applies one event on its own (a retry). A processing attempt is claimed
+(compare-and-set on ``attempts``) in the transaction that applies the event, so two processes
+never apply one attempt twice. A failed attempt leaves the
 event ``failed`` with ``next_attempt_at`` further off after each failure (2 s doubling, at most
 an hour); the retries of later events and ``manage.py sendfleet_retry_events`` take it up, so
 no event stays failed for good. Receivers are told once the event is applied: at most once
@@ -17,10 +18,7 @@ recorded.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -29,46 +27,20 @@ from django.utils import timezone
 
 from . import signals
 from .conf import SendFleetSettings
+from .event_apply import Applied, apply_events, event_of
 from .event_store import PROCESSING_LEASE, finish_storing
-from .exceptions import SendFleetSoftBounce
-from .log_status import LogStatus, statuses_an_event_may_replace
 from .mailers import backend_class
-from .models import SendLog, Suppression, WebhookEvent
-from .suppressions import suppress
-from .tracking import TrackingEvent, normalise, raw_event_type
-from .unknown_sends import claim_unknown_send, resolve_unknown_sends
-from .webhook_body import column_text, parse_body, unescape_body
+from .models import SendLog, WebhookEvent
+from .tracking import TrackingEvent
+from .unknown_sends import resolve_unknown_sends
+from .webhook_body import column_text
 
 logger = logging.getLogger("django_sendfleet")
 
 Outcome = WebhookEvent.Outcome
 #: Outcomes that still have processing to do.
 UNFINISHED = (Outcome.PENDING, Outcome.FAILED)
-#: Due events each answered event retries after its own.
-RETRIES_PER_ANSWER = 5
 MAX_RETRY_DELAY = timedelta(hours=1)
-#: How often one process looks for unknown sends whose events arrived first.
-UNKNOWN_SEND_SCAN_SECONDS = 30.0
-
-_STATUS_FOR_EVENT = {
-    "sent": LogStatus.QUEUED,  # proves an "unknown" send did reach SendFleet
-    "delivered": LogStatus.DELIVERED,
-    "failed": LogStatus.FAILED,
-    "bounced": LogStatus.BOUNCED,
-    "complained": LogStatus.COMPLAINED,
-}
-_scan_lock = threading.Lock()
-_last_scan = -UNKNOWN_SEND_SCAN_SECONDS
-
-
-def after_answer(stored: WebhookEvent | None) -> None:
-    """The work the webhook view leaves until its answer is sent: the event it stored (None
-    when there is nothing to apply), then events due for a retry, then unknown sends whose
-    events came first."""
-    if stored is not None:
-        process_event(stored)
-    retry_due_events(limit=RETRIES_PER_ANSWER)
-    _scan_unknown_sends_now_and_then()
 
 
 def process_event(event_or_id: WebhookEvent | int) -> bool:
@@ -97,23 +69,30 @@ def process_event(event_or_id: WebhookEvent | int) -> bool:
             # "database is locked" when a later write would upgrade its read lock.
             if not _claim(stored):
                 return False
-            event, resolved_unknown_send = _apply(stored, event_of(stored))
+            [item] = apply_events([stored])
     except Exception as error:
         logger.exception("SendFleet webhook event %s could not be processed", stored.pk)
         _mark_failed(stored, error)
         return False
+    after_applying(item)
+    return True
+
+
+def after_applying(item: Applied) -> None:
+    """Once an event's transaction is committed: tell receivers, then apply the events its
+    send's row was waiting for."""
+    stored, event = item.stored, item.event
     _tell_receivers(stored, event)
-    if resolved_unknown_send:
+    if item.resolved_unknown_send:
         apply_waiting_events([stored.message_id])  # its events that came before this one
     elif (
-        # Its row may have been committed after _apply looked and before the send path
+        # Its row may have been committed after apply_events looked and before the send path
         # looked for waiting events (which saw this event still pending): look once more.
         stored.outcome == Outcome.UNKNOWN_MESSAGE
         and event.message_id
         and SendLog.objects.filter(message_id=event.message_id).exists()
     ):
         apply_waiting_events([event.message_id])
-    return True
 
 
 def retry_due_events(*, limit: int | None = None, ignore_backoff: bool = False) -> int:
@@ -157,21 +136,14 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
                 ).update(outcome=Outcome.PENDING)
                 if not taken:
                     continue
-                event, _ = _apply(stored, event)
+                [item] = apply_events([stored])
+                event = item.event
         except Exception as error:
             logger.exception("SendFleet webhook event %s could not be applied", stored.pk)
             _mark_failed(stored, error)
             continue
         if suppressed_late and event.recipient:
             _signal_webhook_suppression(stored, event.recipient)
-
-
-def event_of(stored: WebhookEvent) -> TrackingEvent:
-    """The stored event, normalised: from its JSON, or parsed again from the body kept."""
-    raw = stored.raw if stored.raw is not None else parse_body(unescape_body(stored.raw_body)).event
-    if raw is None:
-        raise ValueError("the stored body is not a JSON object")
-    return normalise(raw, raw_event_type(raw) or stored.event_type)
 
 
 def _claim(stored: WebhookEvent) -> bool:
@@ -203,15 +175,6 @@ def _mark_failed(stored: WebhookEvent, error: Exception) -> None:
         logger.exception("SendFleet webhook event %s: could not record the failure", stored.pk)
 
 
-def _scan_unknown_sends_now_and_then(now: datetime | None = None) -> None:
-    global _last_scan
-    with _scan_lock:
-        if time.monotonic() - _last_scan < UNKNOWN_SEND_SCAN_SECONDS:
-            return
-        _last_scan = time.monotonic()
-    resolve_and_apply_unknown_sends(now)
-
-
 def resolve_and_apply_unknown_sends(now: datetime | None = None) -> int:
     """Resolve unknown sends whose events arrived before them; the number resolved."""
     resolved = resolve_unknown_sends(now or timezone.now())
@@ -238,44 +201,3 @@ def _signal_webhook_suppression(stored: WebhookEvent, recipient: str) -> None:
     signals.recipient_suppressed.send_robust(
         sender, message=None, recipient=recipient, error=None, source="webhook", mailer=mailer
     )
-
-
-def _apply(stored: WebhookEvent, event: TrackingEvent) -> tuple[TrackingEvent, bool]:
-    """Apply the event in the caller's transaction; with whether it resolved an unknown send."""
-    row = SendLog.objects.filter(message_id=event.message_id).first() if event.message_id else None
-    resolved_unknown_send = False
-    if row is None and event.event_type in _STATUS_FOR_EVENT:
-        row = claim_unknown_send(event.message_id, event.recipient, event.sender, timezone.now())
-        resolved_unknown_send = row is not None
-    if row is not None and not event.recipient:
-        # SendFleet's docs don't name the recipient field: fall back to the send we logged.
-        event = replace(event, recipient=row.recipient)
-        stored.recipient = row.recipient
-    new_status = _STATUS_FOR_EVENT.get(event.event_type)
-    if new_status is not None and row is not None:
-        # A soft bounce says so in the row's error code: the bounce rate counts hard ones only.
-        soft = event.event_type == "bounced" and not event.permanent
-        marked = {"error_code": SendFleetSoftBounce.error_code} if soft else {}
-        SendLog.objects.filter(
-            pk=row.pk, status__in=statuses_an_event_may_replace(new_status)
-        ).update(status=new_status, updated_at=timezone.now(), **marked)
-    if event.suppresses_recipient and event.recipient:
-        reason = (
-            Suppression.Reason.COMPLAINT
-            if event.event_type == "complained"
-            else Suppression.Reason.HARD_BOUNCE
-        )
-        suppress(event.recipient, reason, source="webhook", message_id=event.message_id or "")
-    if event.event_type == "unknown":
-        outcome = Outcome.UNKNOWN_TYPE
-        logger.warning("SendFleet webhook event of unknown type %r stored", stored.event_type)
-    elif row is None:
-        outcome = Outcome.UNKNOWN_MESSAGE
-        logger.info("SendFleet webhook event for unknown message id %r", event.message_id)
-    else:
-        outcome = Outcome.APPLIED
-    stored.outcome = outcome
-    stored.send_log = row
-    stored.detail = ""
-    stored.save(update_fields=["outcome", "send_log", "recipient", "detail"])
-    return event, resolved_unknown_send

@@ -61,6 +61,11 @@ _DELIVERY_ORDER = (
 )
 
 
+def delivery_rank(status: LogStatus) -> int:
+    """How far on a status is in the order delivery events move rows."""
+    return _DELIVERY_ORDER.index(status)
+
+
 def statuses_an_event_may_replace(new: LogStatus) -> tuple[LogStatus, ...]:
     """The statuses a delivery event moving a row to ``new`` may overwrite."""
     return _DELIVERY_ORDER[: _DELIVERY_ORDER.index(new)]

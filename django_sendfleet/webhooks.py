@@ -24,8 +24,8 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
 from .conf import SendFleetSettings
+from .event_drain import after_answer
 from .event_store import store_event
-from .events import after_answer
 from .exceptions import SendFleetWebhookValidationError
 from .models import WebhookEvent
 
@@ -96,7 +96,7 @@ def webhook_view(request: HttpRequest) -> HttpResponse:
 
 
 class AnswerThenProcess(JsonResponse):
-    """An answer that processes its event (``events.after_answer``) once it has been sent.
+    """An answer that processes its event (``event_drain.after_answer``) once it has been sent.
 
     A WSGI server calls the response's ``close()`` after writing its last byte (PEP 3333):
     gunicorn's sync and gthread workers, uWSGI, mod_wsgi and runserver do, and Django's ASGI

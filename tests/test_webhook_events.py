@@ -18,7 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import events, signals
+from django_sendfleet import event_drain, events, signals
 from django_sendfleet.conf import SendFleetSettings
 from django_sendfleet.event_store import store_event
 from django_sendfleet.exceptions import SendFleetConfigurationError
@@ -41,6 +41,13 @@ BOUNCE = '{"event_type": "email.bounced", "message_id": "msg-1", "to": "ann@exam
 def webhook_secret(settings):
     settings.SENDFLEET = {"WEBHOOK_SECRET": SECRET}
     return settings.SENDFLEET
+
+
+@pytest.fixture(autouse=True)
+def retries_looked_for_at_every_event(monkeypatch):
+    """In production a process looks for due retries at most once a second, after an answer;
+    here, after every one."""
+    monkeypatch.setattr(event_drain.retry_look, "interval", 0)
 
 
 @pytest.fixture
@@ -308,17 +315,25 @@ def test_sendfleet_retry_events_applies_failed_events_now(client, logged_send, l
     assert "0 still failed" in out.getvalue()
 
 
-def test_an_event_whose_processing_never_ran_is_retried(client, logged_send, told):
-    """As when the worker that answered was killed before it processed the event."""
+def test_an_event_whose_processing_never_ran_is_applied_with_the_next_event(
+    client, logged_send, told
+):
+    """As when the worker that answered was killed before it processed the event: the next
+    event's processing applies every stored event no process has taken up."""
     body = json.dumps(event("email.bounced")).encode()
     stored = store_event(body, max_age=None)
     assert stored.outcome == "pending"
     post_event(client, event("email.delivered", message_id="other-1"))
-    assert WebhookEvent.objects.get(pk=stored.pk).outcome == "pending"  # within its lease
-    WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
-    post_event(client, event("email.delivered", message_id="other-2"))
-    assert WebhookEvent.objects.get(pk=stored.pk).outcome == "applied"
+    stored.refresh_from_db()
+    assert stored.outcome == "applied" and stored.attempts == 1
     assert Suppression.objects.exists()
+    assert [e.event_type for e in told] == ["bounced", "delivered"]  # in the order stored
+
+
+def test_an_event_whose_processing_never_ran_is_applied_by_the_command(logged_send, told):
+    store_event(json.dumps(event("email.bounced")).encode(), max_age=None)
+    call_command("sendfleet_retry_events", stdout=StringIO())
+    assert WebhookEvent.objects.get().outcome == "applied" and Suppression.objects.exists()
 
 
 def test_an_event_is_processed_once(client, logged_send, told):
@@ -399,7 +414,7 @@ def test_events_before_their_unknown_send_resolve_it_once_it_is_written(client, 
     row = SendLog.objects.create(
         recipient="ann@example.com", from_email="shop@example.com", status="unknown"
     )
-    monkeypatch.setattr(events, "_last_scan", -1e9)  # the scan is due in this process
+    monkeypatch.setattr(event_drain.unknown_send_scan, "last", -1e9)  # the scan is due now
     post_event(client, event("email.delivered", message_id="unrelated"))
     row.refresh_from_db()
     assert row.message_id == "msg-new" and row.status == "delivered"
@@ -466,3 +481,17 @@ def test_sqlite_without_the_documented_options_is_a_warning_when_webhooks_are_ro
     expected = warned and connection.vendor == "sqlite"  # other databases: never
     assert bool(found) is expected
     assert check_webhook_sqlite_options() == found
+
+
+def test_a_process_looks_for_due_retries_at_most_once_a_second(
+    client, logged_send, log_updates_fail, monkeypatch
+):
+    monkeypatch.setattr(event_drain.retry_look, "interval", 3600)
+    stored = failed_bounce(client)  # the look after this answer found nothing due
+    log_updates_fail()
+    WebhookEvent.objects.filter(pk=stored.pk).update(next_attempt_at=timezone.now())
+    post_event(client, event("email.delivered", message_id="other-1"))
+    assert WebhookEvent.objects.get(pk=stored.pk).outcome == "failed"  # not looked for yet
+    monkeypatch.setattr(event_drain.retry_look, "last", -1e9)
+    post_event(client, event("email.delivered", message_id="other-2"))
+    assert WebhookEvent.objects.get(pk=stored.pk).outcome == "applied"

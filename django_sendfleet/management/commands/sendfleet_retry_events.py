@@ -1,4 +1,5 @@
-"""Process webhook events whose processing failed or never ran. Safe to run from cron at any
+"""Process webhook events whose processing failed or never ran (stored, then the process that
+answered them died). Safe to run from cron at any
 time: each attempt is claimed, so an event is never applied twice at once."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from django_sendfleet.event_drain import apply_stored_events_until_done
 from django_sendfleet.events import UNFINISHED, resolve_and_apply_unknown_sends, retry_due_events
 from django_sendfleet.models import WebhookEvent
 
@@ -15,7 +17,7 @@ from django_sendfleet.models import WebhookEvent
 class Command(BaseCommand):
     help = (
         "Apply webhook events left 'failed' (all of them, without waiting for their next "
-        "automatic retry) or 'pending' past their processing lease, and resolve 'unknown' sends "
+        "automatic retry) or 'pending' (stored but never processed), and resolve 'unknown' sends "
         "whose events arrived before them."
     )
 
@@ -27,7 +29,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, wait_for_backoff: bool, **options: Any) -> None:
-        applied = retry_due_events(ignore_backoff=not wait_for_backoff)
+        applied = apply_stored_events_until_done()
+        applied += retry_due_events(ignore_backoff=not wait_for_backoff)
         resolved = resolve_and_apply_unknown_sends()
         left = Counter(
             WebhookEvent.objects.filter(outcome__in=UNFINISHED).values_list("outcome", flat=True)
