@@ -22,7 +22,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
 from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH
@@ -58,8 +65,7 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     with trying_often():
         while True:
             try:
-                with transaction.atomic():
-                    return WebhookEvent.objects.create(digest=digest, **fields)
+                return _insert(digest=digest, **fields)
             except IntegrityError as error:
                 if WebhookEvent.objects.filter(digest=digest).exists():
                     return None
@@ -89,6 +95,19 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
             next_attempt_at=now,
             detail=column_text(f"stored as received: {failure!r}", _DETAIL_LENGTH),
         )
+
+
+def _insert(**fields: Any) -> WebhookEvent:
+    """Insert the event, committed when this returns."""
+    using = router.db_for_write(WebhookEvent)
+    if connections[using].in_atomic_block:
+        # Inside the caller's transaction: a savepoint keeps it usable after an error.
+        with transaction.atomic(using=using):
+            return WebhookEvent.objects.create(**fields)
+    # One statement, its own transaction: SQLite holds its write lock only while the statement
+    # runs, in one call that never waits for Python's GIL (a BEGIN ... COMMIT would, between
+    # its statements, behind the process's other threads, with the lock held).
+    return WebhookEvent.objects.create(**fields)
 
 
 def finish_storing(stored: WebhookEvent, *, max_age: timedelta | None) -> None:
