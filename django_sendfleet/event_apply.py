@@ -63,11 +63,35 @@ def event_of(stored: WebhookEvent) -> TrackingEvent:
     return normalise(raw, raw_event_type(raw) or stored.event_type)
 
 
+@dataclass
+class Batch:
+    """Stored events, read and normalised, with the send log rows they are about."""
+
+    items: list[Applied]
+    rows: dict[str, SendLog]
+
+    def only(self, pks: set[int]) -> Batch:
+        """The batch's events with these ids (those its caller managed to claim)."""
+        return Batch([item for item in self.items if item.stored.pk in pks], self.rows)
+
+
+def read_batch(stored_events: Sequence[WebhookEvent]) -> Batch:
+    """Read what applying the events needs: their normalised events and their rows. Reads
+    only, so a caller can do it before it takes a write lock (SQLite's is the database's)."""
+    items = [Applied(stored, event_of(stored)) for stored in stored_events]
+    return Batch(items, _rows_by_message_id({item.event.message_id for item in items}))
+
+
 def apply_events(claimed: Sequence[WebhookEvent]) -> list[Applied]:
     """Apply claimed events, in this order, in the caller's transaction; save their outcomes."""
+    return write_batch(read_batch(claimed))
+
+
+def write_batch(batch: Batch) -> list[Applied]:
+    """Apply a batch read by ``read_batch`` (its events claimed since) in the caller's
+    transaction. A row read before is only ever moved forward from what it holds now."""
     now = timezone.now()
-    applied = [Applied(stored, event_of(stored)) for stored in claimed]
-    rows = _rows_by_message_id({item.event.message_id for item in applied})
+    applied, rows = batch.items, dict(batch.rows)
     changes: dict[int, _RowChange] = {}
     unsaved: list[WebhookEvent] = []
     filled_in: set[int] = set()  # events whose recipient came from their row

@@ -22,8 +22,9 @@ import time
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
 
-from .event_apply import apply_events
+from .event_apply import read_batch, write_batch
 from .events import (
     after_applying,
     process_event,
@@ -38,7 +39,7 @@ Outcome = WebhookEvent.Outcome
 
 #: Events one transaction applies: a few statements for all of them, and a short hold of
 #: SQLite's write lock, which the answers' own writes wait for.
-BATCH_SIZE = 50
+BATCH_SIZE = 32
 #: Under a burst, how long the applying thread lets the next batch gather.
 GATHER_SECONDS = 0.05
 #: Due events retried each time, and how often a process looks for them.
@@ -105,30 +106,37 @@ def apply_stored_events_until_done() -> int:
     """Apply, in batches, the events stored and not taken up yet; the number claimed."""
     total = 0
     while _any_stored():
-        claimed = apply_stored_events(limit=BATCH_SIZE)
-        total += claimed
-        if claimed < BATCH_SIZE:
-            break
+        total += apply_stored_events(limit=BATCH_SIZE)
     return total
 
 
 def apply_stored_events(*, limit: int) -> int:
     """Claim and apply up to ``limit`` events stored and not taken up yet, in one transaction;
-    the number claimed."""
+    the number processed. What can be read is read before the transaction: on SQLite it holds
+    the database's one write lock, which the answers wait for."""
+    candidates = list(_stored_events()[:limit])
+    if not candidates:
+        return 0
     claimed: list[WebhookEvent] = []
     try:
+        batch = read_batch(candidates)
         with transaction.atomic(using=_database().alias):
             _one_batch_at_a_time()
-            claimed = _claim_stored(limit)
-            done = apply_events(claimed)
+            claimed = _claim(candidates)
+            done = write_batch(batch.only({stored.pk for stored in claimed}))
     except Exception as error:
         logger.warning("SendFleet webhook: a batch of events failed (%r), one at a time now", error)
-        for stored in claimed:
+        for stored in claimed or candidates:
             process_event(stored.pk)
-        return len(claimed)
+        return len(claimed or candidates)
     for item in done:
         after_applying(item)
     return len(claimed)
+
+
+def _stored_events() -> QuerySet[WebhookEvent]:
+    """Events stored and not taken up yet, oldest first."""
+    return WebhookEvent.objects.filter(outcome=Outcome.PENDING, attempts=0).order_by("pk")
 
 
 def _any_stored() -> bool:
@@ -162,23 +170,20 @@ def _one_batch_at_a_time() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BATCH_LOCK_KEY])
 
 
-def _claim_stored(limit: int) -> list[WebhookEvent]:
-    """Claim, in the caller's transaction, up to ``limit`` events stored and not yet taken up,
-    oldest first, counting the attempt."""
-    stored = WebhookEvent.objects.filter(outcome=Outcome.PENDING, attempts=0).order_by("pk")
-    if _database().features.has_select_for_update_skip_locked:
-        # Rows another process is applying are locked by it: skip them, don't wait.
-        claimed = list(stored.select_for_update(skip_locked=True, of=("self",))[:limit])
-        WebhookEvent.objects.filter(pk__in=[event.pk for event in claimed]).update(attempts=1)
-    else:
-        # SQLite: one writer at a time. The claim is the first statement, a write (see
-        # events.process_event); once it is made no other process writes until this one
-        # commits, and the pending events with one attempt are the ones it claimed (a claim is
-        # only ever committed together with the outcome that follows it).
-        stored.filter(pk__in=stored.values("pk")[:limit]).update(attempts=1)
-        claimed = list(
-            WebhookEvent.objects.filter(outcome=Outcome.PENDING, attempts=1).order_by("pk")
+def _claim(candidates: list[WebhookEvent]) -> list[WebhookEvent]:
+    """Claim, in the caller's transaction, those of the events no one else has taken up since
+    they were read (counting the attempt)."""
+    pks = [stored.pk for stored in candidates]
+    taken = _stored_events().filter(pk__in=pks).update(attempts=1)
+    if taken != len(candidates):
+        # Others took some meanwhile (they commit a claim with its outcome, never pending), or
+        # on PostgreSQL are applying them (this UPDATE waited for them): the rest are ours.
+        ours = set(
+            WebhookEvent.objects.filter(
+                pk__in=pks, outcome=Outcome.PENDING, attempts=1
+            ).values_list("pk", flat=True)
         )
-    for event in claimed:
-        event.attempts = 1
-    return claimed
+        candidates = [stored for stored in candidates if stored.pk in ours]
+    for stored in candidates:
+        stored.attempts = 1
+    return candidates
