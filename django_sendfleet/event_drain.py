@@ -103,17 +103,22 @@ def after_answer(stored: WebhookEvent | None) -> None:
 
 
 def apply_stored_events_until_done() -> int:
-    """Apply, in batches, the events stored and not taken up yet; the number claimed."""
+    """Apply, in batches, the events stored and not taken up yet; the number found."""
     total = 0
-    while _any_stored():
-        total += apply_stored_events(limit=BATCH_SIZE)
-    return total
+    while True:
+        found = apply_stored_events(limit=BATCH_SIZE)
+        total += found
+        if found < BATCH_SIZE:  # then the next batch gathers (after_answer), or none is due
+            return total
 
 
 def apply_stored_events(*, limit: int) -> int:
     """Claim and apply up to ``limit`` events stored and not taken up yet, in one transaction;
-    the number processed. What can be read is read before the transaction: on SQLite it holds
-    the database's one write lock, which the answers wait for."""
+    the number found (claimed by this call or, meanwhile, by another process). What can be
+    read is read before the transaction: on SQLite it holds the database's one write lock,
+    which the answers wait for."""
+    if not _any_stored():
+        return 0
     candidates = list(_stored_events()[:limit])
     if not candidates:
         return 0
@@ -128,10 +133,10 @@ def apply_stored_events(*, limit: int) -> int:
         logger.warning("SendFleet webhook: a batch of events failed (%r), one at a time now", error)
         for stored in claimed or candidates:
             process_event(stored.pk)
-        return len(claimed or candidates)
+        return len(candidates)
     for item in done:
         after_applying(item)
-    return len(claimed)
+    return len(candidates)
 
 
 def _stored_events() -> QuerySet[WebhookEvent]:
