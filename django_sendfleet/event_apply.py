@@ -40,6 +40,9 @@ STATUS_FOR_EVENT = {
 }
 
 
+_ROW_FIELDS = ("pk", "message_id", "recipient", "mailer", "status", "created_at")
+
+
 @dataclass
 class Applied:
     """An event once applied: as stored (with its outcome) and as normalised."""
@@ -134,8 +137,10 @@ def _rows_by_message_id(message_ids: set[str | None]) -> dict[str, SendLog]:
     wanted = [message_id for message_id in message_ids if message_id]
     rows: dict[str, SendLog] = {}
     if wanted:
-        # The newest row for an id, should there ever be two (the model's ordering).
-        for row in SendLog.objects.filter(message_id__in=wanted):
+        # The newest row for an id, should there ever be two (the model's ordering). Only the
+        # columns applying and telling receivers read.
+        found = SendLog.objects.filter(message_id__in=wanted).only(*_ROW_FIELDS)
+        for row in found:
             rows.setdefault(row.message_id, row)
     return rows
 
