@@ -41,7 +41,7 @@ Outcome = WebhookEvent.Outcome
 #: SQLite's write lock, which the answers' own writes wait for.
 BATCH_SIZE = 32
 #: Under a burst, how long the applying thread lets the next batch gather.
-GATHER_SECONDS = 0.05
+GATHER_SECONDS = 0.2
 #: Due events retried each time, and how often a process looks for them.
 RETRIES_PER_LOOK = 5
 RETRY_LOOK_SECONDS = 1.0
