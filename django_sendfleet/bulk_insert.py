@@ -100,8 +100,15 @@ def _plan_for(
         for field in fields
     ):
         return None  # their SQL is more than a placeholder
-    auto_fields = frozenset(field for field in fields if type(field).pre_save is not Field.pre_save)
+    auto_fields = frozenset(field for field in fields if _makes_its_value(field))
     return fields, auto_fields
+
+
+def _makes_its_value(field: Field) -> bool:
+    """Whether ``pre_save`` gives the column its value (auto_now), rather than the row's."""
+    if isinstance(field, models.DateField):  # and DateTimeField: only with auto_now(_add)
+        return field.auto_now or field.auto_now_add
+    return type(field).pre_save is not Field.pre_save
 
 
 #: Statement texts by (model, database vendor, rows); a few sizes recur (full chunks, the
