@@ -1,4 +1,5 @@
-"""The send path opens its connection to the API before it takes the rate limiter's slot.
+"""The client's send path: the connection to the API opened before the rate limiter's slot,
+and the environment's settings (proxies) read once per session and still applied.
 
 The limiter's margin (1 % of the window) must cover the time from a slot to the request's
 arrival. A fresh process (RQ forks one per job) would otherwise connect, and do every other
@@ -8,6 +9,7 @@ on: what the sandbox had seen when the slot was taken, for both backends.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.core.mail import EmailMessage
 
+from django_sendfleet import exceptions as exc
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog
 from django_sendfleet.ratelimit import SlidingWindowLimiter
@@ -92,3 +95,20 @@ def test_a_connection_the_api_closed_during_the_wait_for_a_slot_is_opened_again(
     # Each send found its connection hung up after its slot, and connected again to send.
     assert slots.seen == [(1, 0), (1, 1)]
     assert len(sandbox.accepted) == 2 and sandbox.connections_opened == 1
+
+
+def test_the_environments_proxy_settings_still_apply(sandbox, monkeypatch, retry_waits):
+    """The environment is read once per session now, not per request: it still decides."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    with pytest.raises(exc.SendFleetNetworkError), EmailBackend() as connection:
+        connection.send_messages(messages(1))
+    assert sandbox.requests == []  # it went to the (absent) proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with EmailBackend() as connection:
+        assert connection.send_messages(messages(1)) == 1
+    assert len(sandbox.accepted) == 1
