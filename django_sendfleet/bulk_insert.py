@@ -44,11 +44,14 @@ def insert(objs: Sequence[models.Model], using: str) -> list[models.Model] | Non
     fields, auto_fields = plan
     # Per column: the field, where the row holds its value, whether pre_save() makes the
     # value (auto_now), and the column's values converted so far.
-    columns = [(field, field.attname, field in auto_fields, {}) for field in fields]
+    columns: list[tuple[Field, str, bool, dict[Any, Any]]] = [
+        (field, field.attname, field in auto_fields, {}) for field in fields
+    ]
     params: list[Any] = []
     append = params.append
     for obj in objs:
-        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+        # As bulk_create does: an unsaved related object is refused (not in django-stubs).
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
         for field, attname, made, converted in columns:
             value = field.pre_save(obj, add=True) if made else getattr(obj, attname)
             kind = type(value)

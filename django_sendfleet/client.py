@@ -154,11 +154,11 @@ class SendFleetClient:
             # The pool for the API, found once a session: finding it is most of the cost.
             key = (request.url, repr(options["proxies"]), options["verify"], options["cert"])
             if self._pool is None or self._pool[0] != key:
-                pool = adapter.get_connection_with_tls_context(
+                found = adapter.get_connection_with_tls_context(
                     request, options["verify"], options["proxies"], options["cert"]
                 )
-                self._pool = (key, pool)
-            pool = self._pool[1]
+                self._pool = (key, found)
+            pool: Any = self._pool[1]  # an HTTP(S)ConnectionPool
             # urllib3 has no public way to open a pooled connection without a request. Taking
             # one hangs up a connection the server closed, as a request would.
             connection = pool._get_conn()

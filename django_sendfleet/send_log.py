@@ -94,7 +94,8 @@ def _new_row(values: dict[str, Any]) -> SendLog:
         columns[index] = default()
     for name, value in values.items():
         columns[_POSITIONS[name]] = value
-    return SendLog(*columns)
+    by_position: Any = columns  # django-stubs knows only the keyword form
+    return SendLog(*by_position)
 
 
 def outcome_fields(result: RecipientStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
