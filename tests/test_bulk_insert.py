@@ -91,8 +91,9 @@ def test_rows_are_stored_as_bulk_create_stores_them_with_their_keys_set():
     assert stored([ours[0].pk])[0]["updated_at"] == ours[0].updated_at
 
 
-# Text as the databases store it: PostgreSQL refuses NUL, in text columns and in JSON alike.
-TEXT = st.characters(exclude_characters="\x00")
+# Text as the databases store it (as the send log's writes make it): PostgreSQL refuses NUL
+# and lone surrogates, in text columns and in JSON alike, whoever inserts them.
+TEXT = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
