@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_netrc_auth
 from urllib3.exceptions import NewConnectionError
 
 from . import __version__, answers, transports
@@ -54,6 +55,15 @@ class SendFleetClient:
         self._api_key = api_key
         self.timeout = timeout
         self._session: requests.Session | None = None
+        #: What ``prepare`` built: the payload it is for, the request and how to send it.
+        self._prepared: tuple[dict[str, Any], requests.PreparedRequest, dict[str, Any]] | None
+        self._prepared = None
+        #: Set when opening the connection ahead failed: the attempts connect as they go.
+        self._connect_ahead_failed = False
+        #: The session's connection pool for the API, and what it was found for.
+        self._pool: tuple[tuple[Any, ...], Any] | None = None
+        #: Session.send's options for every request of the session (see ``open``).
+        self._send_options: dict[str, Any] = {}
 
     @classmethod
     def for_settings(cls, settings: SendFleetSettings) -> SendFleetClient:
@@ -78,13 +88,96 @@ class SendFleetClient:
         session.headers.update(
             {"X-API-Key": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         )
+        self._send_options = {"timeout": self.timeout, "allow_redirects": True}
+        try:
+            # What the environment says about requests to the API (proxies, NO_PROXY, a CA
+            # bundle, ~/.netrc), read once for the session: requests reads it again for each
+            # request otherwise, which costs about a quarter of a request to a nearby server.
+            self._send_options.update(
+                session.merge_environment_settings(self.api_url, {}, None, None, None)
+            )
+            session.auth = get_netrc_auth(self.api_url)
+            session.trust_env = False
+        except Exception:  # requests reads it for each request, as it does by default
+            self._send_options = {"timeout": self.timeout, "allow_redirects": True}
         self._session = session
         return True
 
     def close(self) -> None:
+        self._prepared = self._pool = None
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def prepare(self, payload: dict[str, Any]) -> None:
+        """Do now what an attempt to send ``payload`` would do before its request leaves:
+        build the request and open the connection to the API (TCP, and TLS for https).
+
+        The send path calls this before it takes the rate limiter's slot, so that the time
+        from the slot to the request's arrival is the send alone, short and steady, even in
+        a fresh process (RQ forks one per job) whose first request would also connect and do
+        every first-use step. ``attempt(payload)`` then sends what was built. Opening the
+        connection may fail: then nothing is raised here, the attempt connects (and fails) as
+        it would have, and this client stops connecting ahead until an attempt is answered.
+        """
+        self.open()
+        self._prepared = None
+        try:
+            request, options = self._request_for(payload)
+        except requests.RequestException:
+            return  # the attempt builds it again, and reports why it cannot be sent
+        self._prepared = (payload, request, options)
+        if not self._connect_ahead_failed:
+            self._connect_ahead(request, options)
+
+    def _request_for(
+        self, payload: dict[str, Any]
+    ) -> tuple[requests.PreparedRequest, dict[str, Any]]:
+        """The POST of ``payload`` and how to send it, as ``Session.post`` makes them."""
+        assert self._session is not None
+        session = self._session
+        request = session.prepare_request(requests.Request("POST", self.api_url, json=payload))
+        options = self._send_options
+        if session.trust_env:  # the environment could not be read ahead
+            options = options | session.merge_environment_settings(
+                request.url, {}, None, None, None
+            )
+        return request, options
+
+    def _connect_ahead(self, request: requests.PreparedRequest, options: dict[str, Any]) -> None:
+        """Open a connection in the session's pool for ``request``, if none is open."""
+        assert self._session is not None and request.url is not None
+        adapter = self._session.get_adapter(request.url)
+        if not isinstance(adapter, HTTPAdapter):
+            return  # an in-process transport: no connection to open
+        try:
+            # The pool for the API, found once a session: finding it is most of the cost.
+            key = (request.url, repr(options["proxies"]), options["verify"], options["cert"])
+            if self._pool is None or self._pool[0] != key:
+                found = adapter.get_connection_with_tls_context(
+                    request, options["verify"], options["proxies"], options["cert"]
+                )
+                self._pool = (key, found)
+            pool: Any = self._pool[1]  # an HTTP(S)ConnectionPool
+            # urllib3 has no public way to open a pooled connection without a request. Taking
+            # one hangs up a connection the server closed, as a request would.
+            connection = pool._get_conn()
+            try:
+                if getattr(connection, "sock", None) is None:  # not open yet
+                    connect_timeout = (
+                        self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
+                    )
+                    connection.timeout = connect_timeout
+                    connection.connect()
+            except Exception:
+                connection.close()
+                raise
+            finally:
+                pool._put_conn(connection)
+        except Exception as error:
+            # The attempt connects itself and reports the failure as a send's failure.
+            self._connect_ahead_failed = True
+            logger.debug("SendFleet could not connect ahead of a send: %s", type(error).__name__)
 
     def _without_key(self, error: SendFleetError) -> SendFleetError:
         """A gateway may echo the request's headers back: keep the key out of the error."""
@@ -102,8 +195,11 @@ class SendFleetClient:
         self.open()
         assert self._session is not None
         context: dict[str, Any] = {"payload": payload, "recipient": payload.get("to")}
+        prepared, self._prepared = self._prepared, None
         try:
-            response = self._session.post(self.api_url, json=payload, timeout=self.timeout)
+            if prepared is None or prepared[0] is not payload:
+                prepared = (payload, *self._request_for(payload))
+            response = self._session.send(prepared[1], **prepared[2])
         except requests.RequestException as error:
             failure = self._without_key(_network_error(error, **context))
         else:
@@ -114,6 +210,7 @@ class SendFleetClient:
             # them, and Django's error reports show the locals of every chained exception's
             # frames. ``failure.cause`` keeps its type and text.
             raise failure from None
+        self._connect_ahead_failed = False  # answered: the API is reachable again
         if not 200 <= response.status_code < 300:
             raise self._without_key(answers.error_for_response(response, **context))
         try:

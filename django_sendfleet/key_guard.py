@@ -21,7 +21,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import shared_cache
+from . import ratelimit, shared_cache
 from .exceptions import SendFleetKeyRefused
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class KeyGuard:
         now = datetime.now(UTC)
         with _lock:
             until = _refused_here.get(self.cache_key)
-        if until is None or until <= now:
+        # A cache other processes do not see (LocMemCache, DummyCache) holds nothing that this
+        # process's own memory does not: it is read only when shared.
+        if (until is None or until <= now) and ratelimit.is_shared(self.cache_alias):
             until = self._from_cache()
         return until if until is not None and until > now else None
 

@@ -29,6 +29,8 @@ from django.db import IntegrityError, NotSupportedError, connections, models, ro
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from . import bulk_insert
+
 #: The columns a rollup is keyed by besides the day, named as on ``SendLog``.
 KEY_FIELDS = ("mailer", "mode", "status", "error_code")
 #: The ``SendLog`` columns a row's key is made of.
@@ -219,8 +221,12 @@ class SendLogQuerySet(models.QuerySet):
             # Which rows were inserted is not known afterwards: the counts could not follow.
             raise NotSupportedError("SendLog rows are counted: bulk_create on conflict is not.")
         self._for_write = True
+        objs = list(objs)
         with transaction.atomic(using=self.db, savepoint=False):
-            rows = super().bulk_create(objs, batch_size=batch_size)
+            # The send log's batches take the cheaper path; what it does not take, Django does.
+            rows = None if batch_size is not None else bulk_insert.insert(objs, self.db)
+            if rows is None:
+                rows = super().bulk_create(objs, batch_size=batch_size)
             apply(Counter(key_of(_source_of(row)) for row in rows), self.db)
         return rows
 

@@ -69,19 +69,27 @@ class SuppressionCheck:
         self._asked: set[str] = set()
         self._suppressed: set[str] = set()
         self._stopped: list[str] = []
+        #: Addresses as given -> as compared: each is normalised once, not at every step.
+        self._normalised: dict[str, str] = {}
+
+    def _normalise(self, address: str) -> str:
+        normalised = self._normalised.get(address)
+        if normalised is None:
+            normalised = self._normalised[address] = normalise_email(address)
+        return normalised
 
     def load(self, addresses: Iterable[str]) -> None:
         """Ask the database about the addresses not asked about yet: one query, or none."""
-        wanted = {normalise_email(address) for address in addresses} - self._asked
+        wanted = {self._normalise(address) for address in addresses} - self._asked
         if wanted:
             self._asked |= wanted
             self._suppressed |= suppressed_among(wanted)
 
     def learn(self, address: str) -> None:
-        self._suppressed.add(normalise_email(address))
+        self._suppressed.add(self._normalise(address))
 
     def stops(self, address: str) -> bool:
-        if normalise_email(address) in self._suppressed:
+        if self._normalise(address) in self._suppressed:
             self._stopped.append(address)
             return True
         return False
@@ -193,6 +201,9 @@ class RecipientSender:
         started = time.monotonic()
         waited = 0.0
         while True:
+            # The request built and the connection to the API open before the slot is taken:
+            # from the slot to the request's arrival is then the send alone (client.prepare).
+            self.client.prepare(payload)
             if self.limiter is not None:
                 try:
                     waited += self.limiter.acquire(self.policy.limiter_budget(waited))
