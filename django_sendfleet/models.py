@@ -57,7 +57,9 @@ class SendLog(models.Model):
     subject = models.CharField(max_length=256, blank=True)
     status = models.CharField(max_length=16, choices=LogStatus.choices, default=LogStatus.PENDING)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    error_code = models.CharField(max_length=40, blank=True, db_index=True)
+    # No index of its own: sendfleet_log_error (error_code, -created_at) serves its lookups,
+    # and every index is paid for on each row the send path writes.
+    error_code = models.CharField(max_length=40, blank=True)
     detail = models.CharField(max_length=DETAIL_MAX_LENGTH, blank=True)
     mode = models.CharField(max_length=8, blank=True, help_text="byoc or shared")
     warnings = models.JSONField(default=list, blank=True)
