@@ -22,7 +22,7 @@ from django.utils import timezone
 from .exceptions import SendFleetSoftBounce
 from .log_status import LogStatus, delivery_rank, statuses_an_event_may_replace
 from .models import SendLog, Suppression, WebhookEvent
-from .suppressions import suppress
+from .suppressions import suppress_many
 from .tracking import TrackingEvent, normalise, raw_event_type
 from .unknown_sends import claim_unknown_send
 from .webhook_body import parse_body, unescape_body
@@ -98,6 +98,7 @@ def write_batch(batch: Batch) -> list[Applied]:
     changes: dict[int, _RowChange] = {}
     unsaved: list[WebhookEvent] = []
     filled_in: set[int] = set()  # events whose recipient came from their row
+    suppressions: list[tuple[str, str, str]] = []
     for item in applied:
         event = item.event
         row = rows.get(event.message_id) if event.message_id else None
@@ -123,12 +124,13 @@ def write_batch(batch: Batch) -> list[Applied]:
                 if event.event_type == "complained"
                 else Suppression.Reason.HARD_BOUNCE
             )
-            suppress(event.recipient, reason, source="webhook", message_id=event.message_id or "")
+            suppressions.append((event.recipient, reason, event.message_id or ""))
         item.stored.outcome = _outcome(item.stored, event, row)
         item.stored.send_log = row
         item.stored.detail = ""
         unsaved.append(item.stored)
     _update_rows(changes, now)
+    suppress_many(suppressions, source="webhook")
     _save(unsaved, filled_in)
     return applied
 

@@ -52,3 +52,39 @@ def suppress(
         Suppression.objects.filter(pk=entry.pk).update(last_seen_at=now)
         entry.last_seen_at = now
     return entry
+
+
+def suppress_many(entries: Iterable[tuple[str, str, str]], *, source: str) -> None:
+    """Add (address, reason, message id) entries to the list, or refresh those already on it,
+    as ``suppress`` does one at a time, in three statements: a batch of webhook events holds
+    SQLite's write lock while it does this. The first entry for an address decides its reason.
+    """
+    now = timezone.now()
+    wanted: dict[str, tuple[str, str]] = {}
+    for address, reason, message_id in entries:
+        wanted.setdefault(normalise_email(address), (reason, message_id))
+    if not wanted:
+        return
+    emails = sorted(wanted)
+    found: set[str] = set()
+    for start in range(0, len(emails), QUERY_CHUNK):
+        chunk = emails[start : start + QUERY_CHUNK]
+        found.update(Suppression.objects.filter(email__in=chunk).values_list("email", flat=True))
+    new = [
+        Suppression(
+            email=email,
+            reason=reason,
+            source=source,
+            message_id=message_id,
+            created_at=now,
+            last_seen_at=now,
+        )
+        for email, (reason, message_id) in wanted.items()
+        if email not in found
+    ]
+    # A concurrent caller may add one meanwhile: theirs stands, as get_or_create's would.
+    Suppression.objects.bulk_create(new, ignore_conflicts=True, batch_size=QUERY_CHUNK)
+    refreshed = sorted(found)
+    for start in range(0, len(refreshed), QUERY_CHUNK):
+        chunk = refreshed[start : start + QUERY_CHUNK]
+        Suppression.objects.filter(email__in=chunk).update(last_seen_at=now)
