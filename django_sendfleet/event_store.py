@@ -62,7 +62,7 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     fields = _fields(body, max_age, now)
     started = time.monotonic()
     warned = False
-    with trying_often():
+    with trying_often(router.db_for_write(WebhookEvent)):
         while True:
             try:
                 return _insert(digest=digest, **fields)
