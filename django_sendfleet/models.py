@@ -21,7 +21,9 @@ def normalise_email(address: str) -> str:
     return with_ascii_domain(address.strip()).lower()
 
 
-class MessageContent(models.Model):  # type: ignore[django-manager-missing]
+# Some django-stubs releases find this model's manager, some do not: unused-ignore keeps mypy
+# quiet with either (here and on SendLog.objects).
+class MessageContent(models.Model):  # type: ignore[django-manager-missing, unused-ignore]
     """What one message says, stored once for all of its recipients' send log rows.
 
     A queued message's rows refer to it until each is sent (the worker builds each request from
@@ -89,7 +91,7 @@ class SendLog(models.Model):
 
     #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
     # django-stubs cannot follow a queryset defined in a module that imports this one.
-    objects = SendLogQuerySet.as_manager()  # type: ignore[django-manager-missing]
+    objects = SendLogQuerySet.as_manager()  # type: ignore[django-manager-missing, unused-ignore]
 
     class Meta:
         verbose_name = "send log entry"
