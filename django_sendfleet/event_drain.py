@@ -156,8 +156,8 @@ def _any_stored() -> bool:
 
 @functools.cache
 def _any_stored_sql(alias: str) -> tuple[str, tuple]:
-    query = WebhookEvent.objects.using(alias).filter(outcome=Outcome.PENDING, attempts=0)
-    return query.values("pk")[:1].query.sql_with_params()
+    query = _stored_events().using(alias).order_by().values("pk")[:1]
+    return query.query.sql_with_params()
 
 
 def _database() -> BaseDatabaseWrapper:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.db.models import F
 from django.utils import timezone
@@ -15,12 +15,17 @@ QUERY_CHUNK = 500
 
 def suppressed_among(addresses: Iterable[str]) -> set[str]:
     """The normalised addresses, of those given, that are on the list: one query per 500."""
-    wanted = sorted({normalise_email(address) for address in addresses})
     found: set[str] = set()
-    for start in range(0, len(wanted), QUERY_CHUNK):
-        chunk = wanted[start : start + QUERY_CHUNK]
+    for chunk in _chunks({normalise_email(address) for address in addresses}):
         found.update(Suppression.objects.filter(email__in=chunk).values_list("email", flat=True))
     return found
+
+
+def _chunks(emails: set[str]) -> Iterator[list[str]]:
+    """The addresses, sorted, QUERY_CHUNK at a time."""
+    ordered = sorted(emails)
+    for start in range(0, len(ordered), QUERY_CHUNK):
+        yield ordered[start : start + QUERY_CHUNK]
 
 
 def count_stopped_sends(addresses: Iterable[str]) -> None:
@@ -65,11 +70,7 @@ def suppress_many(entries: Iterable[tuple[str, str, str]], *, source: str) -> No
         wanted.setdefault(normalise_email(address), (reason, message_id))
     if not wanted:
         return
-    emails = sorted(wanted)
-    found: set[str] = set()
-    for start in range(0, len(emails), QUERY_CHUNK):
-        chunk = emails[start : start + QUERY_CHUNK]
-        found.update(Suppression.objects.filter(email__in=chunk).values_list("email", flat=True))
+    found = suppressed_among(wanted)
     new = [
         Suppression(
             email=email,
@@ -84,7 +85,5 @@ def suppress_many(entries: Iterable[tuple[str, str, str]], *, source: str) -> No
     ]
     # A concurrent caller may add one meanwhile: theirs stands, as get_or_create's would.
     Suppression.objects.bulk_create(new, ignore_conflicts=True, batch_size=QUERY_CHUNK)
-    refreshed = sorted(found)
-    for start in range(0, len(refreshed), QUERY_CHUNK):
-        chunk = refreshed[start : start + QUERY_CHUNK]
+    for chunk in _chunks(found):
         Suppression.objects.filter(email__in=chunk).update(last_seen_at=now)
