@@ -15,20 +15,14 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+import loopback_api
+import throwaway_project  # noqa: F401  (bench/ is on sys.path when run as a script)
+
 # As in production: with DEBUG on, Django logs every query (on SQLite it even quotes each
 # parameter with extra queries), a cost of the settings, not of the package.
 os.environ.setdefault("DJANGO_DEBUG", "0")
-# A throwaway SQLite file, so the bench never touches testproject's own database.
-_DATABASE = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-os.environ["DATABASE_URL"] = f"sqlite:///{_DATABASE}"
-
-import loopback_api  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> int:

@@ -17,20 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
-# A throwaway SQLite file, so the bench never touches testproject's own database.
-_DATABASE = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-os.environ["DATABASE_URL"] = f"sqlite:///{_DATABASE}"
-
-import loopback_api  # noqa: E402  (bench/ is on sys.path when run as a script)
+import loopback_api
+import throwaway_project  # noqa: F401  (bench/ is on sys.path when run as a script)
 
 
 def main() -> int:
