@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from . import signals
 from .conf import SendFleetSettings
-from .event_apply import Applied, apply_events, event_of
+from .event_apply import Applied, apply_events, read_batch, write_batch
 from .event_store import PROCESSING_LEASE, finish_storing
 from .mailers import backend_class
 from .models import SendLog, WebhookEvent
@@ -125,7 +125,8 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
         message_id__in=ids, outcome=Outcome.UNKNOWN_MESSAGE
     ).order_by("received_at", "id")
     for stored in waiting:
-        event = event_of(stored)
+        batch = read_batch([stored])
+        event = batch.items[0].event
         # Without a recipient in the event, suppression had to wait for the row too.
         suppressed_late = event.suppresses_recipient and not event.recipient
         try:
@@ -136,7 +137,7 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
                 ).update(outcome=Outcome.PENDING)
                 if not taken:
                     continue
-                [item] = apply_events([stored])
+                [item] = write_batch(batch)
                 event = item.event
         except Exception as error:
             logger.exception("SendFleet webhook event %s could not be applied", stored.pk)

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_sendfleet import event_drain, events, signals
+from django_sendfleet import event_apply, event_drain, signals
 from django_sendfleet.event_store import store_event
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 from django_sendfleet.sqlite_lock import TRY_MILLISECONDS, trying_often
@@ -145,7 +145,7 @@ def test_a_batch_that_fails_is_processed_one_event_at_a_time(monkeypatch):
     log_sends(3)
     for n in range(3):
         store("email.delivered", n)
-    real_event_of = events.event_of
+    real_event_of = event_apply.event_of
 
     def event_of(stored):
         if stored.message_id == "msg-1":
