@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -32,6 +33,44 @@ def insert(objs: Sequence[models.Model], using: str) -> list[models.Model] | Non
     written) when this case is not one this module takes."""
     if not objs:
         return list(objs)
+    prepared = prepare(objs, using)
+    return None if prepared is None else prepared.run()
+
+
+@dataclass
+class PreparedInsert:
+    """Rows converted for their database and statements built, ready to run: a caller that has
+    to run it again (SQLite's lock was taken) pays for the conversion once."""
+
+    objs: Sequence[models.Model]
+    using: str
+    per_statement: int
+    columns: int
+    params: list[Any]
+
+    def run(self) -> list[models.Model]:
+        """Insert the rows (committed at once outside a transaction) and give them their keys."""
+        connection = connections[self.using]
+        model = type(self.objs[0])
+        keys: list[Any] = []
+        with connection.cursor() as cursor:
+            for start in range(0, len(self.objs), self.per_statement):
+                rows = min(self.per_statement, len(self.objs) - start)
+                cursor.execute(
+                    _statement(model, connection, rows),
+                    self.params[start * self.columns : (start + rows) * self.columns],
+                )
+                keys += [row[0] for row in cursor.fetchall()]
+        for obj, key in zip(self.objs, keys, strict=True):
+            obj.pk = key
+            obj._state.adding = False
+            obj._state.db = self.using
+        return list(self.objs)
+
+
+def prepare(objs: Sequence[models.Model], using: str) -> PreparedInsert | None:
+    """The insert of these rows (at least one), ready to run; or None when this case is not
+    one this module takes."""
     model = type(objs[0])
     connection = connections[using]
     plan = _plan_for(model, connection.vendor)
@@ -65,20 +104,7 @@ def insert(objs: Sequence[models.Model], using: str) -> list[models.Model] | Non
             else:
                 append(field.get_db_prep_save(value, connection))
     per_statement = max(1, connection.ops.bulk_batch_size(fields, objs))
-    keys: list[Any] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            rows = min(per_statement, len(objs) - start)
-            cursor.execute(
-                _statement(model, connection, rows),
-                params[start * len(fields) : (start + rows) * len(fields)],
-            )
-            keys += [row[0] for row in cursor.fetchall()]
-    for obj, key in zip(objs, keys, strict=True):
-        obj.pk = key
-        obj._state.adding = False
-        obj._state.db = using
-    return list(objs)
+    return PreparedInsert(objs, using, per_statement, len(fields), params)
 
 
 @cache

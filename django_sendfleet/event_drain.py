@@ -1,24 +1,29 @@
 """After the webhook's answer: applying the events just stored, many per transaction.
 
 The webhook view stores each event and answers at once; ``after_answer`` runs once the answer
-is sent (``webhooks.AnswerThenProcess``). One thread per process applies events at a time:
-it claims the events stored and not taken up yet, oldest first, and applies them in one
-transaction (``event_apply``), a few statements for the whole batch. A thread that answers
-meanwhile only says that there is more to do, and the applying thread looks again before it
-stops: under a burst the other threads only store and answer, and each batch gathers the events
-that came while the last was applied. Then, now and then, events due for a retry
-(``events.retry_due_events``) and unknown sends whose events came first.
+is sent (``webhooks.AnswerThenProcess``). Each process applies the events it stored itself,
+kept in memory with what applying needs, so that processes never read, parse and try to claim
+the same events (on SQLite each try takes the write lock the answers wait for). One thread
+per process applies at a time, in one transaction per batch (``event_apply``), a few
+statements for the whole batch. A thread that answers meanwhile leaves its event to that
+thread, which looks again before it stops: under a burst the other threads only store and
+answer, and each batch gathers the events that came while the last was applied. Then, now and
+then, events due for a retry (``events.retry_due_events``) and unknown sends whose events
+came first.
 
-A batch that fails is processed again one event at a time (``events.process_event``), so only
-an event that fails by itself is marked ``failed`` and retried.
+Events a process stored and never applied (it died, or the server never ran ``after_answer``)
+stay ``pending``: the retries take them once ``PROCESSING_LEASE`` has passed, and
+``sendfleet_retry_events`` at once. A batch that fails is processed again one event at a time
+(``events.process_event``), so only an event that fails by itself is marked ``failed`` and
+retried.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
+from collections import deque
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -68,11 +73,11 @@ class NowAndThen:
 
 
 class _Drain:
-    """Whether a thread of this process is applying stored events, and whether one was asked
-    to since it last looked."""
+    """This process's events, stored and answered but not applied yet; and whether a thread
+    of this process is applying them."""
 
     lock = threading.Lock()
-    wanted = False
+    waiting: deque[WebhookEvent] = deque()
 
 
 _drain = _Drain()
@@ -81,47 +86,63 @@ unknown_send_scan = NowAndThen(UNKNOWN_SEND_SCAN_SECONDS)
 
 
 def after_answer(stored: WebhookEvent | None) -> None:
-    """The work the webhook view leaves until its answer is sent: the events just stored (this
-    one among them, unless None); then, now and then, the retries and the unknown sends."""
-    _drain.wanted = True
-    while _drain.wanted and _drain.lock.acquire(blocking=False):
+    """The work the webhook view leaves until its answer is sent: the events this process
+    stored (this one among them, unless None); then, now and then, the retries and the unknown
+    sends."""
+    if stored is not None:
+        _drain.waiting.append(stored)
+    while _drain.lock.acquire(blocking=False):
         try:
-            _drain.wanted = False
-            apply_stored_events_until_done()
-            while _drain.wanted:
-                # Events came while applying: a burst. Let the next batch gather (applied a
-                # little later; each was answered as soon as it was stored all the same).
-                time.sleep(GATHER_SECONDS)
-                _drain.wanted = False
-                apply_stored_events_until_done()
+            _apply_waiting()
             if retry_look.due():
                 retry_due_events(limit=RETRIES_PER_LOOK)
             if unknown_send_scan.due():
                 resolve_and_apply_unknown_sends()
         finally:
             _drain.lock.release()
+        if not _drain.waiting:
+            return
+        # Events came after the last look and before the release: their threads found the
+        # lock taken, and left them to this one.
+
+
+def _apply_waiting() -> None:
+    _apply_batches()
+    while _drain.waiting:
+        # Events came while applying: a burst. Let the next batch gather (applied a little
+        # later; each was answered as soon as it was stored all the same).
+        time.sleep(GATHER_SECONDS)
+        _apply_batches()
+
+
+def _apply_batches() -> None:
+    """Apply full batches while there are, then what is left (the next gathers meanwhile)."""
+    waiting = _drain.waiting
+    while True:
+        batch = [waiting.popleft() for _ in range(min(BATCH_SIZE, len(waiting)))]
+        apply_batch(batch)
+        if len(batch) < BATCH_SIZE:
+            return
 
 
 def apply_stored_events_until_done() -> int:
-    """Apply, in batches, the events stored and not taken up yet; the number found."""
+    """Apply, in batches, the events stored and not taken up yet by any process (one that
+    died, or a server that never ran ``after_answer``); the number found."""
     total = 0
     while True:
-        found = apply_stored_events(limit=BATCH_SIZE)
-        total += found
-        if found < BATCH_SIZE:  # then the next batch gathers (after_answer), or none is due
+        candidates = list(_stored_events()[:BATCH_SIZE])
+        apply_batch(candidates)
+        total += len(candidates)
+        if len(candidates) < BATCH_SIZE:
             return total
 
 
-def apply_stored_events(*, limit: int) -> int:
-    """Claim and apply up to ``limit`` events stored and not taken up yet, in one transaction;
-    the number found (claimed by this call or, meanwhile, by another process). What can be
-    read is read before the transaction: on SQLite it holds the database's one write lock,
-    which the answers wait for."""
-    if not _any_stored():
-        return 0
-    candidates = list(_stored_events()[:limit])
+def apply_batch(candidates: list[WebhookEvent]) -> None:
+    """Claim and apply, in one transaction, those of these stored events no one has taken up
+    since. What can be read is read before the transaction: on SQLite it holds the database's
+    one write lock, which the answers wait for."""
     if not candidates:
-        return 0
+        return
     claimed: list[WebhookEvent] = []
     try:
         batch = read_batch(candidates)
@@ -133,31 +154,14 @@ def apply_stored_events(*, limit: int) -> int:
         logger.warning("SendFleet webhook: a batch of events failed (%r), one at a time now", error)
         for stored in claimed or candidates:
             process_event(stored.pk)
-        return len(candidates)
+        return
     for item in done:
         after_applying(item)
-    return len(candidates)
 
 
 def _stored_events() -> QuerySet[WebhookEvent]:
     """Events stored and not taken up yet, oldest first."""
     return WebhookEvent.objects.filter(outcome=Outcome.PENDING, attempts=0).order_by("pk")
-
-
-def _any_stored() -> bool:
-    """Whether any event waits to be taken up: asked after every answer, so its SQL is built
-    once per database (building it costs more than running it)."""
-    connection = _database()
-    sql, params = _any_stored_sql(connection.alias)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() is not None
-
-
-@functools.cache
-def _any_stored_sql(alias: str) -> tuple[str, tuple]:
-    query = _stored_events().using(alias).order_by().values("pk")[:1]
-    return query.query.sql_with_params()
 
 
 def _database() -> BaseDatabaseWrapper:

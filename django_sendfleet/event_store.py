@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from django.db import (
 )
 from django.utils import timezone
 
+from . import bulk_insert
 from .addresses import MAX_ADDRESS_LENGTH
 from .models import SendLog, WebhookEvent
 from .sqlite_lock import trying_often
@@ -59,13 +61,14 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     """Store a verified body, committed; None if the same body was stored before."""
     digest = digest_of(body)
     now = timezone.now()
-    fields = _fields(body, max_age, now)
+    using = router.db_for_write(WebhookEvent)
+    insert = _insert(WebhookEvent(digest=digest, **_fields(body, max_age, now)), using)
     started = time.monotonic()
     warned = False
-    with trying_often(router.db_for_write(WebhookEvent)):
+    with trying_often(using):
         while True:
             try:
-                return _insert(digest=digest, **fields)
+                return insert()
             except IntegrityError as error:
                 if WebhookEvent.objects.filter(digest=digest).exists():
                     return None
@@ -97,17 +100,30 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
         )
 
 
-def _insert(**fields: Any) -> WebhookEvent:
-    """Insert the event, committed when this returns."""
-    using = router.db_for_write(WebhookEvent)
-    if connections[using].in_atomic_block:
-        # Inside the caller's transaction: a savepoint keeps it usable after an error.
-        with transaction.atomic(using=using):
-            return WebhookEvent.objects.create(**fields)
-    # One statement, its own transaction: SQLite holds its write lock only while the statement
-    # runs, in one call that never waits for Python's GIL (a BEGIN ... COMMIT would, between
-    # its statements, behind the process's other threads, with the lock held).
-    return WebhookEvent.objects.create(**fields)
+def _insert(event: WebhookEvent, using: str) -> Callable[[], WebhookEvent]:
+    """What inserts the event, committed when it returns. Its values are converted and its
+    statement built once: on SQLite the caller may run it many times before the lock lets it,
+    and building it costs more than running it."""
+    prepared = bulk_insert.prepare([event], using)
+
+    def run() -> WebhookEvent:
+        if prepared is None:
+            event.save(force_insert=True, using=using)
+        else:
+            prepared.run()
+        return event
+
+    def insert() -> WebhookEvent:
+        if connections[using].in_atomic_block:
+            # Inside the caller's transaction: a savepoint keeps it usable after an error.
+            with transaction.atomic(using=using):
+                return run()
+        # One statement, its own transaction: SQLite holds its write lock only while the
+        # statement runs, in one call that never waits for Python's GIL (a BEGIN ... COMMIT
+        # would, between its statements, behind the process's other threads, with the lock held).
+        return run()
+
+    return insert
 
 
 def finish_storing(stored: WebhookEvent, *, max_age: timedelta | None) -> None:

@@ -5,6 +5,7 @@ while the others only answer; a batch gives the same rows as its events one at a
 The figures (a burst on gunicorn) are in docs/benchmarks.md, from bench/bench_webhooks.py.
 """
 
+import io
 import json
 import threading
 
@@ -27,6 +28,14 @@ def webhook_secret(settings):
     settings.SENDFLEET = {"WEBHOOK_SECRET": SECRET}
 
 
+@pytest.fixture(autouse=True)
+def nothing_waiting():
+    """This process's waiting events are module state: each test starts and ends with none."""
+    event_drain._drain.waiting.clear()
+    yield
+    event_drain._drain.waiting.clear()
+
+
 def log_sends(count: int) -> list[SendLog]:
     return SendLog.objects.bulk_create(
         SendLog(
@@ -39,10 +48,14 @@ def log_sends(count: int) -> list[SendLog]:
     )
 
 
-def store(kind: str, n: int, **fields) -> WebhookEvent:
+def store(kind: str, n: int, *, answered_here: bool = True, **fields) -> WebhookEvent:
+    """An event stored and answered by this process while another of its threads applies (so
+    left to that thread); or, with ``answered_here=False``, stored by another process."""
     body = {"event_type": kind, "message_id": f"msg-{n}", "to": f"r{n}@example.com"} | fields
     stored = store_event(json.dumps(body).encode(), max_age=None)
     assert stored is not None
+    if answered_here:
+        event_drain._drain.waiting.append(stored)
     return stored
 
 
@@ -132,8 +145,9 @@ def test_an_answer_while_another_thread_applies_leaves_its_event_to_that_thread(
     try:
         answer = post_event(client, event("email.delivered", message_id="msg-0"))
         assert answer.status_code == 200
-        assert WebhookEvent.objects.get().outcome == "pending"  # left, not waited for
-        assert event_drain._drain.wanted  # ... and that thread told to look again
+        stored = WebhookEvent.objects.get()
+        assert stored.outcome == "pending"  # left, not waited for
+        assert [e.pk for e in event_drain._drain.waiting] == [stored.pk]  # ... to that thread
     finally:
         event_drain._drain.lock.release()
     event_drain.after_answer(None)  # as that thread does once it looks again
@@ -156,6 +170,41 @@ def test_a_batch_that_fails_is_processed_one_event_at_a_time(monkeypatch):
     event_drain.after_answer(None)
     outcomes = dict(WebhookEvent.objects.values_list("message_id", "outcome"))
     assert outcomes == {"msg-0": "applied", "msg-1": "failed", "msg-2": "applied"}
+
+
+def test_a_process_applies_the_events_it_stored_and_leaves_other_processes_events():
+    """Processes never read, parse and try to claim the same events: on SQLite every try
+    takes the write lock that the answers wait for."""
+    log_sends(2)
+    ours = store("email.delivered", 0)
+    theirs = store("email.delivered", 1, answered_here=False)
+    event_drain.after_answer(None)
+    ours.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (ours.outcome, theirs.outcome) == ("applied", "pending")
+    assert theirs.attempts == 0  # not even claimed
+
+
+def test_events_a_process_stored_and_never_applied_are_taken_up_by_the_others():
+    """Its events stay pending when a process dies before applying them: the retries in any
+    process take them once their processing lease has passed, and the command at once."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    log_sends(2)
+    late = store("email.delivered", 0, answered_here=False)
+    WebhookEvent.objects.filter(pk=late.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)  # its lease has passed
+    )
+    store("email.delivered", 1, answered_here=False)  # still within its lease
+    event_drain.retry_look.last = -1e9  # a look for retries is due
+    event_drain.after_answer(None)
+    outcomes = dict(WebhookEvent.objects.values_list("message_id", "outcome"))
+    assert outcomes == {"msg-0": "applied", "msg-1": "pending"}
+    call_command("sendfleet_retry_events", stdout=io.StringIO())
+    assert set(WebhookEvent.objects.values_list("outcome", flat=True)) == {"applied"}
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's lock")
@@ -192,7 +241,7 @@ def test_batches_from_two_processes_wait_for_each_other_on_postgresql():
 
     def this_batch():
         try:
-            event_drain.apply_stored_events(limit=50)
+            event_drain.apply_stored_events_until_done()
             finished.set()
         finally:
             connections.close_all()
