@@ -42,9 +42,10 @@ logger = logging.getLogger("django_sendfleet")
 
 Outcome = WebhookEvent.Outcome
 
-#: Events one transaction applies: a few statements for all of them, and a short hold of
-#: SQLite's write lock, which the answers' own writes wait for.
-BATCH_SIZE = 32
+#: Events one transaction applies: a few statements for all of them (about 6 ms of CPU per
+#: transaction on a small machine, plus about 0.08 ms per event), and a hold of SQLite's write
+#: lock, which the answers' own writes wait for, of under 20 ms.
+BATCH_SIZE = 128
 #: Under a burst, how long the applying thread lets the next batch gather.
 GATHER_SECONDS = 0.2
 #: Due events retried each time, and how often a process looks for them.
