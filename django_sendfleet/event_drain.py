@@ -46,6 +46,9 @@ Outcome = WebhookEvent.Outcome
 #: transaction on a small machine, plus about 0.08 ms per event), and a hold of SQLite's write
 #: lock, which the answers' own writes wait for, of under 20 ms.
 BATCH_SIZE = 128
+#: Events a process keeps waiting in memory; past that (applying cannot keep up), an event
+#: stays stored for the retries and ``sendfleet_retry_events``, as when its process dies.
+MAX_WAITING = 10_000
 #: Under a burst, how long the applying thread lets the next batch gather.
 GATHER_SECONDS = 0.2
 #: Due events retried each time, and how often a process looks for them.
@@ -90,7 +93,7 @@ def after_answer(stored: WebhookEvent | None) -> None:
     """The work the webhook view leaves until its answer is sent: the events this process
     stored (this one among them, unless None); then, now and then, the retries and the unknown
     sends."""
-    if stored is not None:
+    if stored is not None and len(_drain.waiting) < MAX_WAITING:
         _drain.waiting.append(stored)
     while _drain.lock.acquire(blocking=False):
         try:

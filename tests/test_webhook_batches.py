@@ -10,6 +10,7 @@ import json
 import threading
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -185,12 +186,29 @@ def test_a_process_applies_the_events_it_stored_and_leaves_other_processes_event
     assert theirs.attempts == 0  # not even claimed
 
 
+def test_past_the_bound_of_waiting_events_an_event_is_left_to_the_retries(client, monkeypatch):
+    """A process whose applying cannot keep up does not keep every event in memory."""
+    log_sends(2)
+    monkeypatch.setattr(event_drain, "MAX_WAITING", 1)
+    event_drain._drain.lock.acquire()  # another thread of this process is applying
+    try:
+        for n in range(2):
+            post_event(client, event("email.delivered", message_id=f"msg-{n}"))
+        assert [e.message_id for e in event_drain._drain.waiting] == ["msg-0"]
+    finally:
+        event_drain._drain.lock.release()
+    event_drain.after_answer(None)
+    outcomes = dict(WebhookEvent.objects.values_list("message_id", "outcome"))
+    assert outcomes == {"msg-0": "applied", "msg-1": "pending"}  # stored, not lost
+    call_command("sendfleet_retry_events", stdout=io.StringIO())
+    assert WebhookEvent.objects.get(message_id="msg-1").outcome == "applied"
+
+
 def test_events_a_process_stored_and_never_applied_are_taken_up_by_the_others():
     """Its events stay pending when a process dies before applying them: the retries in any
     process take them once their processing lease has passed, and the command at once."""
     from datetime import timedelta
 
-    from django.core.management import call_command
     from django.utils import timezone
 
     log_sends(2)
