@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BUDGET = 5.0
+GOAL_MS = BUDGET * 1000 * 0.05
 SECRET = "bench-webhook-secret"
 #: Per message, in the order SendFleet sends them; every fourth message bounces for good.
 EVENTS_PER_MESSAGE = (("email.sent", {}), ("email.delivered", {}))
@@ -252,6 +253,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--postgres-url", default=os.environ.get("DATABASE_URL", ""))
     parser.add_argument("--only", choices=("sqlite", "postgres"))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="bursts per database (each on a fresh server)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
     import django
@@ -271,20 +275,30 @@ def main() -> int:
         f"{args.workers} workers x {args.threads} threads; lost = not 2xx or over {BUDGET:g} s"
     )
     for name, url in targets:
-        result = run(name, url, args)
-        print(
-            f"{result['database']}: lost {result['lost']}, p50 {result['p50_ms']:.1f} ms, "
-            f"p99 {result['p99_ms']:.1f} ms = {result['p99_ms'] / (BUDGET * 10):.1f} % of the "
-            f"budget (max {result['max_ms']:.1f} ms), {result['per_second']:.0f} events/s, "
-            f"applied {result['applied']}/{result['events']} {result['not_applied'] or ''}, "
-            f"hard bounces suppressed {result['suppressed']}\n"
-            f"    server CPU {result['cpu_ms_per_event']:.1f} ms per event (applying "
-            f"included); baseline (refused, 403) {result['baseline_cpu_ms_per_event']:.1f} ms "
-            f"of CPU, p50 {result['baseline_p50_ms']:.1f} ms, "
-            f"p99 {result['baseline_p99_ms']:.1f} ms; p99 ratio to the baseline "
-            f"{result['p99_ms'] / result['baseline_p99_ms']:.2f}; load average "
-            f"{result['load']:.1f} on {os.cpu_count()} cores"
-        )
+        p99s = []
+        for _ in range(args.repeat):
+            result = run(name, url, args)
+            p99s.append(result["p99_ms"])
+            print(
+                f"{result['database']}: lost {result['lost']}, p50 {result['p50_ms']:.1f} ms, "
+                f"p99 {result['p99_ms']:.1f} ms = {result['p99_ms'] / (BUDGET * 10):.1f} % of the "
+                f"budget (max {result['max_ms']:.1f} ms), {result['per_second']:.0f} events/s, "
+                f"applied {result['applied']}/{result['events']} {result['not_applied'] or ''}, "
+                f"hard bounces suppressed {result['suppressed']}\n"
+                f"    server CPU {result['cpu_ms_per_event']:.1f} ms per event (applying "
+                f"included); baseline (refused, 403) {result['baseline_cpu_ms_per_event']:.1f} ms "
+                f"of CPU, p50 {result['baseline_p50_ms']:.1f} ms, "
+                f"p99 {result['baseline_p99_ms']:.1f} ms; p99 ratio to the baseline "
+                f"{result['p99_ms'] / result['baseline_p99_ms']:.2f}; load average "
+                f"{result['load']:.1f} on {os.cpu_count()} cores",
+                flush=True,
+            )
+        if args.repeat > 1:
+            met = sum(1 for p99 in p99s if p99 <= GOAL_MS)
+            print(
+                f"{name}, {args.repeat} bursts: p99 median {statistics.median(p99s):.1f} ms, "
+                f"worst {max(p99s):.1f} ms; within {GOAL_MS:g} ms in {met} of {args.repeat}"
+            )
     return 0
 
 
