@@ -142,7 +142,11 @@ def test_review_failures_resend_and_see_the_dashboard(
     page.goto(f"{live_server.url}/admin/django_sendfleet/sendlog/")
     page.locator("#changelist-filter").get_by_role("link", name="failed", exact=True).click()
     expect(page).to_have_url(re.compile(r"status=failed"))
-    statuses = page.locator("#result_list tbody td.field-status").all_inner_texts()
+    # The URL changes when the new page arrives, before it is parsed: wait for its list.
+    page.wait_for_load_state("load")
+    status_cells = page.locator("#result_list tbody td.field-status")
+    expect(status_cells.first).to_be_visible()
+    statuses = status_cells.all_inner_texts()
     assert statuses and set(statuses) == {"failed"}
 
     page.locator(f'#result_list tr:has(input[value="{failed.pk}"]) th a').click()
