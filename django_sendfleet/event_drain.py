@@ -42,7 +42,7 @@ logger = logging.getLogger("django_sendfleet")
 
 Outcome = WebhookEvent.Outcome
 
-#: Events one transaction applies: a few statements for all of them (about 6 ms of CPU per
+#: Events one transaction applies: a few statements for all of them (about 3 ms of CPU per
 #: transaction on a small machine, plus about 0.08 ms per event), and a hold of SQLite's write
 #: lock, which the answers' own writes wait for, of under 20 ms.
 BATCH_SIZE = 128
