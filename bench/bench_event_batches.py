@@ -31,30 +31,19 @@ def main() -> None:
     import django
 
     django.setup()
-    from bench_webhooks import events_for
+    from bench_webhooks import events_for, seed_send_log
     from django.core.management import call_command
 
     from django_sendfleet import event_drain
     from django_sendfleet.event_store import store_event
-    from django_sendfleet.models import SendLog, WebhookEvent
+    from django_sendfleet.models import WebhookEvent
 
     call_command("migrate", verbosity=0)
     per_size: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(args.rounds):
         for size in sizes:
-            WebhookEvent.objects.all().delete()
-            SendLog.objects.all().delete()
             events = events_for(args.events_per_size)
-            message_ids = sorted({event["message_id"] for event in events})
-            SendLog.objects.bulk_create(
-                SendLog(
-                    message_id=message_id,
-                    recipient=f"r{message_id.split('-')[1]}@example.com",
-                    from_email="shop@example.com",
-                    status="queued",
-                )
-                for message_id in message_ids
-            )
+            seed_send_log(events)
             stored = [store_event(json.dumps(event).encode(), max_age=None) for event in events]
             started = time.process_time()
             for start in range(0, len(stored), size):

@@ -78,21 +78,32 @@ def server_environment(database_url: str) -> dict[str, str]:
 
 
 def prepare_database(env: dict[str, str], events: list[dict]) -> None:
-    """Migrate, empty the tables, and log one send per message (in a process of its own)."""
+    """Migrate, then empty the tables and log one send per message (in a process of its own)."""
     manage = [sys.executable, "-m", "django"]
     subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, cwd=ROOT, check=True)
-    message_ids = sorted({event["message_id"] for event in events})
     seed = (
         "import django, json, sys; django.setup()\n"
-        "from django_sendfleet.models import SendLog, Suppression, WebhookEvent\n"
-        "WebhookEvent.objects.all().delete(); Suppression.objects.all().delete()\n"
-        "SendLog.objects.all().delete()\n"
-        "ids = json.loads(sys.argv[1])\n"
-        "SendLog.objects.bulk_create(SendLog(message_id=i, recipient='r' + i.split('-')[1] + "
-        "'@example.com', from_email='shop@example.com', status='queued') for i in ids)\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "from bench_webhooks import seed_send_log\n"
+        "seed_send_log(json.load(sys.stdin))\n"
     )
+    events_json = json.dumps(events)
     subprocess.run(
-        [sys.executable, "-c", seed, json.dumps(message_ids)], env=env, cwd=ROOT, check=True
+        [sys.executable, "-c", seed], input=events_json, text=True, env=env, cwd=ROOT, check=True
+    )
+
+
+def seed_send_log(events: list[dict]) -> None:
+    """Empty the tables, and log one send per message of the events (Django set up)."""
+    from django_sendfleet.models import SendLog, Suppression, WebhookEvent
+
+    WebhookEvent.objects.all().delete()
+    Suppression.objects.all().delete()
+    SendLog.objects.all().delete()
+    recipients = {event["message_id"]: event["to"] for event in events}
+    SendLog.objects.bulk_create(
+        SendLog(message_id=message_id, recipient=to, from_email="shop@example.com", status="queued")
+        for message_id, to in sorted(recipients.items())
     )
 
 
