@@ -65,10 +65,10 @@ def send_rows(row_ids: Iterable[int]) -> list[Rescheduled]:
     return later
 
 
-def claim(row_id: int, lease_seconds: int) -> SendLog | None:
-    """Take a due pending row for this worker, or None if it is not there to take."""
+def claim(row_id: int, lease_seconds: int, now: datetime | None = None) -> SendLog | None:
+    """Take a pending row due at ``now`` for this worker, or None if it is not there to take."""
     token = uuid.uuid4().hex
-    now = timezone.now()
+    now = now or timezone.now()
     due = Q(not_before__isnull=True) | Q(not_before__lte=now)
     with transaction.atomic():
         # skip_locked: a row another worker is claiming right now is simply not ours.
@@ -118,11 +118,14 @@ class _MailerWorker:
         client.open()
         try:
             for row_id in row_ids:
-                row = claim(row_id, self.settings.lease_seconds)
+                # One clock reading for the claim and the check after it: a row that fell due
+                # between two readings would be neither claimed nor deferred.
+                now = timezone.now()
+                row = claim(row_id, self.settings.lease_seconds, now)
                 if row is not None:
                     self._send_row(row)
                 else:
-                    self._defer_if_early(row_id)
+                    self._defer_if_early(row_id, now)
         finally:
             client.close()
             if self.suppressions is not None:
@@ -133,14 +136,12 @@ class _MailerWorker:
             for when in sorted({when for _, when in self.later})
         ]
 
-    def _defer_if_early(self, row_id: int) -> None:
+    def _defer_if_early(self, row_id: int, now: datetime) -> None:
         """A task run before its row is due (RQ's scheduler keeps whole seconds, a worker's
         clock may be ahead) schedules the row again for when it is due, instead of leaving it
         to ``sendfleet_requeue``."""
         not_before = (
-            SendLog.objects.filter(
-                pk=row_id, status=LogStatus.PENDING, not_before__gt=timezone.now()
-            )
+            SendLog.objects.filter(pk=row_id, status=LogStatus.PENDING, not_before__gt=now)
             .values_list("not_before", flat=True)
             .first()
         )

@@ -142,6 +142,38 @@ def test_deferred_task_is_scheduled_where_the_backend_supports_it(
     assert result.args == [[row.pk]] and result.task.run_after is not None
 
 
+class _ClockThatTicksAfterFirstReading:
+    """``timezone.now`` for the worker: ``before`` once, then ``after`` on every reading."""
+
+    def __init__(self, before, after):
+        self.readings = [before]
+        self.after = after
+
+    def now(self):
+        return self.readings.pop() if self.readings else self.after
+
+
+def test_a_task_run_before_its_row_is_due_schedules_it_again_for_then(sandbox):
+    due = timezone.now() + timedelta(minutes=5)
+    row = SendLog.objects.create(recipient="a@example.com", status="pending", not_before=due)
+    [later] = worker.send_rows([row.pk])
+    assert later.row_ids == [row.pk] and later.when == due
+    assert sandbox.requests == []
+
+
+def test_a_row_falling_due_during_the_task_is_still_scheduled_again(sandbox, monkeypatch):
+    """The claim finds the row not yet due; by the next clock reading it is: the row must not
+    fall between the two and wait for sendfleet_requeue (a flaky RQ retry in CI)."""
+    due = timezone.now() + timedelta(seconds=1)
+    row = SendLog.objects.create(recipient="a@example.com", status="pending", not_before=due)
+    clock = _ClockThatTicksAfterFirstReading(
+        due - timedelta(milliseconds=5), due + timedelta(milliseconds=5)
+    )
+    monkeypatch.setattr(worker, "timezone", clock)
+    [later] = worker.send_rows([row.pk])
+    assert later.row_ids == [row.pk] and later.when == due
+
+
 def test_quota_exhaustion_holds_rows_until_the_first_of_next_month(
     sandbox, send, sendfleet_settings
 ):
