@@ -59,16 +59,24 @@ def run(cache: RedisCache, key: str, timeout: float, *command: Any) -> Any:
 
 
 def evaluate(
-    cache: RedisCache, script: Script, key: str, args: Sequence[Any], timeout: float
+    cache: RedisCache,
+    script: Script,
+    key: str,
+    args: Sequence[Any],
+    timeout: float,
+    more_keys: Sequence[str] = (),
 ) -> Any:
-    """Run ``script`` with ``key`` as KEYS[1] and ``args`` as ARGV, as ``run`` does."""
+    """Run ``script`` with ``key`` as KEYS[1] (and ``more_keys`` after it, on the same
+    server) and ``args`` as ARGV, as ``run`` does."""
     from redis.exceptions import NoScriptError
+
+    keys = (key, *more_keys)
 
     def evaluate_with(call: Callable[..., Any]) -> Any:
         try:
-            return call("EVALSHA", script.sha, 1, key, *args)
+            return call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:  # first use on this server, or after SCRIPT FLUSH
-            return call("EVAL", script.text, 1, key, *args)
+            return call("EVAL", script.text, len(keys), *keys, *args)
 
     return _connections_for(cache, key).call(timeout, evaluate_with)
 

@@ -2,14 +2,22 @@
 
 SendFleet throttles each key with a sliding log (DRF's throttle): no more than N requests in
 any W seconds, refused requests not counted. The limiter keeps the same log in a Django cache,
-so an idle sender's burst of up to N goes out at once and only the excess waits:
+and two priorities share it (the rules are in ``slot_schedule``):
 
-- Django's ``RedisCache``: one Lua script per acquisition (trim, count, add or answer the
-  wait), atomic on the server and timed by the Redis server's clock, so machines with skewed
-  clocks agree. Each call ends within what is left of the send's wait (``bounded_redis``).
-- Any other cache: the same log under a short lock taken with ``cache.add``; atomic as far as
-  the backend's ``add`` is.
-- ``DummyCache``, which stores nothing: a log in this process's memory.
+- ``"high"`` (transactional, the default) takes any free slot at once: an idle sender's burst
+  of up to N goes out together, and only the excess waits.
+- ``"low"`` (bulk) is paced, one slot per W / N at most, and leaves the next free slot to any
+  high-priority sender waiting for one. A newsletter's drain then frees a slot about every
+  W / N, so a transactional send waits about one interval, not a window.
+
+Where the shared state lives:
+
+- Django's ``RedisCache``: one Lua script per request (trim, count, add or answer the wait),
+  atomic on the server and timed by the Redis server's clock, so machines with skewed clocks
+  agree. Each call ends within what is left of the send's wait (``bounded_redis``).
+- Any other cache: the same state under a short lock taken with ``cache.add``; atomic as far
+  as the backend's ``add`` is.
+- ``DummyCache``, which stores nothing: the state in this process's memory.
 
 LocMemCache and DummyCache are per process: ``is_shared()`` says so, for the system check.
 
@@ -20,13 +28,13 @@ bounded wait and one warning, not one per send.
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
@@ -35,11 +43,21 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache  # imports redis only when used
 
 from . import shared_cache
-from .bounded_redis import Script, evaluate
+from .bounded_redis import evaluate
 from .exceptions import SendFleetRateLimitWait
+from .slot_schedule import HIGH, LOW, SLOT_SCRIPT, Rate, SlotState, admit, decide
 
 if TYPE_CHECKING:
     from .conf import SendFleetSettings
+
+__all__ = [
+    "HIGH",
+    "LOW",
+    "SendFleetRateLimitWait",
+    "SlidingWindowLimiter",
+    "admit",
+    "is_shared",
+]
 
 KEY_NAMESPACE = "sendfleet:ratelimit"
 #: Seconds added to the window, so a request that reaches SendFleet a little later than the
@@ -51,26 +69,6 @@ MAX_MARGIN = 0.5
 #: RedisCache truncate timeouts to integers (and 0 would mean "expire now").
 LOCK_TIMEOUT = 5
 
-# KEYS[1]: a sorted set of admitted requests, scored by Redis server time in microseconds.
-# ARGV: the most requests per window, the window in microseconds, a unique member.
-# Returns 0 when admitted, else the microseconds until enough old entries leave the window.
-SLIDING_LOG_SCRIPT = Script("""
-if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5: TIME, then write
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
-  return 0
-end
-local freeing = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-return math.max(1, tonumber(freeing[2]) + window - now)
-""")
-
 
 def default_margin(seconds: float) -> float:
     return min(max(seconds * MARGIN_FRACTION, MIN_MARGIN), MAX_MARGIN)
@@ -81,8 +79,19 @@ def is_shared(cache_alias: str) -> bool:
     return not isinstance(caches[cache_alias], LocMemCache | DummyCache)
 
 
+def _check_priority(priority: str) -> None:
+    if priority not in (HIGH, LOW):
+        raise ValueError(f"priority must be {HIGH!r} or {LOW!r}, not {priority!r}")
+
+
 class SlidingWindowLimiter:
-    """No more than ``requests`` acquisitions in any ``seconds`` (plus a small margin)."""
+    """No more than ``requests`` acquisitions in any ``seconds`` (plus a small margin); bulk
+    (``priority="low"``) paced and yielding to transactional sends (``"high"``).
+
+    ``waiter_grace``: seconds past the slot it was told of that a waiting high-priority sender
+    is still waited for (one slot interval by default). ``clock``: seconds, instead of the
+    Redis server's clock or this machine's; every sender of the key must share it (tests).
+    """
 
     def __init__(
         self,
@@ -92,13 +101,20 @@ class SlidingWindowLimiter:
         cache_alias: str = "default",
         key_id: str,
         margin: float | None = None,
+        waiter_grace: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if requests < 1 or seconds <= 0:
             raise ValueError("A rate limit needs at least 1 request per a positive duration.")
         self.requests = requests
         self.seconds = float(seconds)
         self.margin = default_margin(self.seconds) if margin is None else margin
+        window = self.seconds + self.margin
+        self.rate = Rate(
+            requests, window, window / requests if waiter_grace is None else waiter_grace
+        )
         self.cache_alias = cache_alias
+        self.clock = clock
         # Only the part before the dot: the secret after it must never reach a cache key.
         self.key_id = key_id.split(".", 1)[0]
         self._base_key = f"{KEY_NAMESPACE}:{self.key_id}:{requests}/{self.seconds:g}s"
@@ -127,19 +143,29 @@ class SlidingWindowLimiter:
         )
 
     @property
+    def interval(self) -> float:
+        """Seconds between two bulk slots at the most: the window (with its margin) / N."""
+        return self.rate.interval
+
+    @property
     def cache_key(self) -> str:
         """The key the log is stored under, as the cache's key function makes it."""
         return caches[self.cache_alias].make_key(self._base_key)
 
-    def acquire(self, max_wait: float) -> float:
+    def acquire(self, max_wait: float, priority: str = HIGH) -> float:
         """Take a slot, sleeping for one if needed; return the seconds waited.
 
         Raises ``SendFleetRateLimitWait`` without sleeping when the slot is further away than
         what is left of ``max_wait``. Each call to the cache is bounded by what is left too.
+        A high-priority sender that sleeps for its slot is known to be waiting, so bulk senders
+        leave it the next one.
         """
+        _check_priority(priority)
+        waiter = uuid.uuid4().hex if priority == HIGH else None
         started = time.monotonic()
         while True:
-            wait = self.try_acquire(timeout=max_wait - (time.monotonic() - started))
+            left = max_wait - (time.monotonic() - started)
+            wait = self.try_acquire(left, priority=priority, waiter=waiter, will_wait=left)
             waited = time.monotonic() - started
             if wait == 0.0:
                 return waited
@@ -153,32 +179,73 @@ class SlidingWindowLimiter:
             # Another sender may take the slot first; then the loop waits for the next one.
             time.sleep(wait)
 
-    def try_acquire(self, timeout: float | None = None) -> float:
-        """Take a slot if one is free: 0.0 when taken, else the seconds until one frees up.
+    def try_acquire(
+        self,
+        timeout: float | None = None,
+        *,
+        priority: str = HIGH,
+        waiter: str | None = None,
+        will_wait: float | None = None,
+    ) -> float:
+        """Take a slot if one is free for ``priority``: 0.0 when taken, else the seconds until
+        it may ask again.
+
+        ``waiter`` (high priority): an id of the sender's own, if it will ask again after the
+        answered wait, when that is at most ``will_wait`` seconds (any, if None); bulk then
+        leaves it the next slot. ``acquire`` passes one.
 
         The cache gets ``timeout`` seconds to answer (``shared_cache.call``'s default if None):
         on Redis a bound on the call, elsewhere on the wait for the lock. A cache that fails,
         or is left alone after failing, answers 0.0 (fail open): SendFleet's own throttle still
         holds (its 429s are retried), and an outage of the cache must not stop email.
         """
-        window = self.seconds + self.margin
+        _check_priority(priority)
+        bound = math.inf if will_wait is None else will_wait
+        request = (priority, waiter, bound)
         if isinstance(caches[self.cache_alias], DummyCache):
-            return _process_logs.try_acquire(self._base_key, self.requests, window)
+            now = time.monotonic() if self.clock is None else self.clock()
+            return _process_states.decide(self._base_key, now, self.rate, *request)
 
         def take_slot(cache: BaseCache, seconds: float) -> float:
             if isinstance(cache, RedisCache):
-                return self._try_on_redis(cache, window, seconds)
-            return self._try_with_cache_lock(cache, window, seconds)
+                return self._try_on_redis(cache, seconds, *request)
+            return self._try_with_cache_lock(cache, seconds, *request)
 
         return shared_cache.call(self.cache_alias, take_slot, 0.0, timeout)
 
-    def _try_on_redis(self, cache: RedisCache, window: float, timeout: float) -> float:
+    def _try_on_redis(
+        self,
+        cache: RedisCache,
+        timeout: float,
+        priority: str,
+        waiter: str | None,
+        will_wait: float,
+    ) -> float:
         key = cache.make_key(self._base_key)
-        args = (self.requests, round(window * 1_000_000), uuid.uuid4().hex)
-        microseconds = evaluate(cache, SLIDING_LOG_SCRIPT, key, args, timeout)
+        more_keys = [cache.make_key(self._base_key + suffix) for suffix in _STATE_SUFFIXES]
+        rate = self.rate
+        args = (
+            rate.limit,
+            _microseconds(rate.window),
+            _microseconds(rate.interval),
+            _microseconds(rate.grace),
+            uuid.uuid4().hex,
+            priority,
+            waiter or "",
+            -1 if math.isinf(will_wait) else _microseconds(will_wait),
+            "" if self.clock is None else _microseconds(self.clock()),
+        )
+        microseconds = evaluate(cache, SLOT_SCRIPT, key, args, timeout, more_keys)
         return int(microseconds) / 1_000_000
 
-    def _try_with_cache_lock(self, cache: BaseCache, window: float, timeout: float) -> float:
+    def _try_with_cache_lock(
+        self,
+        cache: BaseCache,
+        timeout: float,
+        priority: str,
+        waiter: str | None,
+        will_wait: float,
+    ) -> float:
         lock_key = self._base_key + ":lock"
         token = uuid.uuid4().hex
         # A dead holder's lock expires after LOCK_TIMEOUT; the caller may not wait that long.
@@ -188,41 +255,63 @@ class SlidingWindowLimiter:
                 raise TimeoutError(f"could not take the lock {lock_key!r} in {timeout:.2f} s")
             time.sleep(random.uniform(0.001, 0.005))
         try:
-            log: list[float] = cache.get(self._base_key) or []
+            log_key, next_key, waiting_key = self._base_key, *self._state_keys()
+            stored = cache.get_many([log_key, next_key, waiting_key])
+            state = SlotState(
+                stored.get(log_key) or [],
+                stored.get(next_key) or 0.0,
+                stored.get(waiting_key) or {},
+            )
             # Wall-clock time: the only clock other processes (and machines) share.
-            wait = admit(log, time.time(), self.requests, window)
+            now = time.time() if self.clock is None else self.clock()
+            wait = decide(state, now, self.rate, priority, waiter, will_wait)
+            lasts = math.ceil(self.rate.window) + 1
+            changed: dict[str, Any] = {waiting_key: state.waiting}
             if wait == 0.0:
-                cache.set(self._base_key, log, math.ceil(window) + 1)
+                changed |= {log_key: state.log, next_key: state.next_low}
+            # The log's key keeps today's layout (a sorted list), which older versions read.
+            cache.set_many(changed, max(lasts, math.ceil(_latest(state.waiting) - now) + 1))
             return wait
         finally:
             # No compare-and-delete in the cache API: this small race is bounded by the expiry.
             if cache.get(lock_key) == token:
                 cache.delete(lock_key)
 
-
-def admit(log: list[float], now: float, limit: int, window: float) -> float:
-    """The sliding log, on a sorted list of admission times changed in place.
-
-    Drops the entries that left the window, then admits ``now`` if fewer than ``limit`` are
-    left: returns 0.0, else the seconds until enough of the oldest have left.
-    """
-    del log[: bisect.bisect_right(log, now - window)]
-    if len(log) < limit:
-        bisect.insort(log, now)
-        return 0.0
-    return max(log[len(log) - limit] + window - now, 1e-6)
+    def _state_keys(self) -> list[str]:
+        return [self._base_key + suffix for suffix in _STATE_SUFFIXES]
 
 
-class _ProcessLogs:
-    """Logs in this process's memory, for caches that store nothing (DummyCache)."""
+#: Beside the log: the next bulk slot's earliest time, and the waiting high-priority senders.
+_STATE_SUFFIXES = (":next-low", ":waiting")
+
+
+def _microseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def _latest(waiting: dict[str, float]) -> float:
+    return max(waiting.values(), default=0.0)
+
+
+class _ProcessStates:
+    """Shared state in this process's memory, for caches that store nothing (DummyCache)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._logs: dict[str, list[float]] = {}
+        self._states: dict[str, SlotState] = {}
 
-    def try_acquire(self, key: str, limit: int, window: float) -> float:
+    def decide(
+        self,
+        key: str,
+        now: float,
+        rate: Rate,
+        priority: str,
+        waiter: str | None,
+        will_wait: float,
+    ) -> float:
         with self._lock:
-            return admit(self._logs.setdefault(key, []), time.monotonic(), limit, window)
+            state = self._states.setdefault(key, SlotState())
+            return decide(state, now, rate, priority, waiter, will_wait)
 
 
-_process_logs = _ProcessLogs()
+_process_states = _ProcessStates()
