@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from .exceptions import SendFleetInvalidMessage
+from .exceptions import SendFleetInvalidAddress, SendFleetInvalidMessage
 from .text_safety import refuse_unsafe_header_text
 
 #: The longest addr-spec there is (64 + "@" + 255; Django's validator allows no more).
@@ -77,10 +77,14 @@ class ParsedAddress(NamedTuple):
 def parse_address(value: Any, field: str) -> ParsedAddress:
     """The one address of a header value (``"Name <addr>"``, ``addr``, an ``Address``...).
 
-    Raises ``SendFleetInvalidMessage`` naming the field unless the value is exactly one mailbox
-    whose address the API accepts.
+    Raises ``SendFleetInvalidAddress`` (a ``ValueError``) naming the field and the value unless
+    the value is exactly one mailbox whose address the API accepts.
     """
-    return _parse_text(str(value), field)  # str(): lazy strings, Address objects
+    text = str(value)  # str(): lazy strings, Address objects
+    try:
+        return _parse_text(text, field)
+    except SendFleetInvalidMessage as error:  # every reason below, line breaks included
+        raise SendFleetInvalidAddress(error.detail, field=field, value=text) from None
 
 
 @functools.lru_cache(maxsize=512)  # senders and reply-to addresses repeat across a batch

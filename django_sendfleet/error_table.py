@@ -269,13 +269,15 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         False,
         batch_effect=BatchEffect.STOP_BATCH,
         sent_by_api=False,
-        meaning="A mailer marked BULK did not send because the account's bounce or complaint "
-        "rate over the last 7 days is at danger (docs/reputation.md): SendFleet suspends "
-        "accounts whose rates stay high. Nothing was sent; queued sends are held, not failed, "
-        "and transactional mailers keep sending.",
+        meaning="A bulk send (its mailer's OPTIONS, its connection's bulk=True or "
+        "SENDFLEET['BULK'] made it bulk; the message says which) was not attempted: the "
+        "account's bounce or complaint rate over the last 7 days is at danger "
+        "(docs/reputation.md), and SendFleet suspends accounts whose rates stay high. Nothing "
+        "was sent. A queued send is held (pending) and waits; a synchronous send is failed, and "
+        "nothing sends it later. Transactional mailers keep sending.",
         fix="Find the cause on the admin dashboard (the mailer, the bouncing domains) and clean "
-        "the list. Held sends go out once the level falls below danger, or when an operator "
-        "releases them there; a synchronous bulk send can be sent again then.",
+        "the list. Held queued sends go out once the level falls below danger, or when an "
+        "operator releases them there; send a failed synchronous one again then.",
     ),
     ErrorSpec(
         "lease_expired",
@@ -311,8 +313,22 @@ ERROR_TABLE: tuple[ErrorSpec, ...] = (
         sent_by_api=False,
         recipient_status="invalid",
         meaning="Refused locally before any request: a field the API would reject (too long, "
-        "CR/LF in a header, an invalid address, a blank body).",
+        "CR/LF in a header, a blank body; an address has its own row, invalid_address).",
         fix="Fix the message; the error names the field.",
+    ),
+    ErrorSpec(
+        "invalid_address",
+        None,
+        exc.SendFleetInvalidAddress,
+        False,
+        sent_by_api=False,
+        recipient_status="invalid",
+        meaning="Refused locally before any request: an address of the message (from, "
+        "reply-to, or any to, cc or bcc recipient) is not exactly one valid mailbox, or its "
+        "part before the @ is not ASCII. The whole message is refused, as Django's SMTP "
+        "backend does, so a recipient is never dropped unnoticed. A ValueError.",
+        fix="Fix the address; the error names the field (error.field) and the value "
+        "(error.value). With fail_silently, the message is skipped and the others are sent.",
     ),
     ErrorSpec(
         "unsupported_feature",

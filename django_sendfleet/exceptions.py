@@ -72,6 +72,21 @@ class SendFleetInvalidMessage(SendFleetError, ValueError):
     """The message cannot be sent as it is; it was refused locally and no request was made."""
 
 
+class SendFleetInvalidAddress(SendFleetInvalidMessage):
+    """An address of the message (from, reply-to or a recipient) cannot be sent to: not exactly
+    one valid mailbox, or a non-ASCII local part. The whole message is refused before any of
+    its requests, as Django's SMTP backend and django-anymail (``AnymailInvalidAddress``) do.
+
+    ``field`` names the message's field (``to``, ``cc``, ``bcc``, ``from_email``...) and
+    ``value`` the value as given.
+    """
+
+    def __init__(self, detail: str = "", *, field: str = "", value: str = "", **kwargs: Any):
+        super().__init__(detail, **kwargs)
+        self.field = field
+        self.value = value
+
+
 class SendFleetUnsupportedFeature(SendFleetError, ValueError):
     """The message uses something the SendFleet API cannot carry (attachments, custom headers...).
 

@@ -38,8 +38,6 @@ class OutgoingMessage:
     reply_to: str | None
     #: Bare addresses, in order, without case-insensitive duplicates across to, cc and bcc.
     recipients: tuple[str, ...]
-    #: (address as given, why it was refused) for recipients that cannot be sent to.
-    invalid_recipients: tuple[tuple[str, str], ...] = ()
     #: Features dropped because IGNORE_UNSUPPORTED_FEATURES is on.
     dropped_features: tuple[str, ...] = ()
 
@@ -51,8 +49,9 @@ class OutgoingMessage:
 def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool) -> OutgoingMessage:
     """Check a Django message against the API and turn it into an ``OutgoingMessage``.
 
-    Raises ``SendFleetInvalidMessage`` or ``SendFleetUnsupportedFeature``; no request is made for
-    a message that fails here.
+    Raises ``SendFleetInvalidMessage`` (``SendFleetInvalidAddress`` for an address, a recipient's
+    included) or ``SendFleetUnsupportedFeature``; no request is made for a message that fails
+    here.
     """
     dropped = features.check_unsupported_features(
         message, ignore_unsupported_features=ignore_unsupported_features
@@ -85,7 +84,7 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
             )
         body = html_to_text(html)
 
-    recipients, invalid = _recipients(message)
+    recipients = _recipients(message)
     return OutgoingMessage(
         from_email=sender.addr_spec,
         from_name=from_name,
@@ -94,28 +93,28 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
         html=html,
         reply_to=reply_to,
         recipients=recipients,
-        invalid_recipients=invalid,
         dropped_features=dropped,
     )
 
 
-def _recipients(message: EmailMessage) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _recipients(message: EmailMessage) -> tuple[str, ...]:
+    """Every recipient's address as sent, without case-insensitive duplicates.
+
+    One address that cannot be sent refuses the whole message (``SendFleetInvalidAddress``,
+    naming the field and the value), as Django's SMTP backend and django-anymail do: sending to
+    the others would hide from the app that a recipient it named was dropped.
+    """
     seen: set[str] = set()
     valid: list[str] = []
-    invalid: list[tuple[str, str]] = []
     for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
         for value in values:
             if not value:
                 continue  # as EmailMessage.recipients() does
-            try:
-                address = parse_address(value, field).addr_spec
-            except SendFleetInvalidMessage as error:
-                invalid.append((str(value), error.detail))
-                continue
+            address = parse_address(value, field).addr_spec
             if address.lower() not in seen:
                 seen.add(address.lower())
                 valid.append(address)
-    return tuple(valid), tuple(invalid)
+    return tuple(valid)
 
 
 def _sent_text(value: Any, field: str, max_length: int) -> str | None:

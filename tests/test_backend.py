@@ -94,11 +94,42 @@ def test_suppressed_recipient_is_rejected_and_the_others_still_go_out(sandbox):
 
 
 def test_message_whose_every_recipient_is_refused_raises(sandbox):
-    msg = message(to=["suppressed@example.net", "not-an-address"])
+    msg = message(to=["suppressed@example.net"])
     with pytest.raises(exc.SendFleetRecipientsRefused):
         msg.send()
-    assert msg.anymail_status.status == {"rejected", "invalid"}
-    assert len(sandbox.requests) == 1  # the invalid address cost no request
+    assert msg.anymail_status.status == {"rejected"}
+    assert len(sandbox.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bcc", "to@"),  # syntax
+        ("to", "nø@example.dk"),  # a non-ASCII local part
+        ("cc", "undisclosed-recipients:;"),  # group syntax
+        ("to", "ann@example.com, bob@example.com"),  # two addresses in one string
+    ],
+)
+def test_one_address_that_cannot_be_sent_refuses_the_whole_message(sandbox, field, value):
+    # Django's SMTP backend and anymail refuse the message; sending to the others would hide
+    # that a recipient the app named was dropped.
+    msg = message(to=["carol@example.com"])
+    setattr(msg, field, [*getattr(msg, field), value])
+    with pytest.raises(ValueError) as raised:
+        backend().send_messages([msg])
+    error = raised.value
+    assert isinstance(error, exc.SendFleetInvalidAddress)
+    assert (error.field, error.value) == (field, value)
+    assert f"{field}: {value!r}" in str(error)
+    assert sandbox.requests == []  # not even to carol
+    assert msg.anymail_status.recipients[value].status == "invalid"
+
+
+def test_with_fail_silently_a_refused_message_is_skipped_and_the_others_go(sandbox):
+    refused = message(to=["ann@example.com"], bcc=["to@"])
+    fine = message(to=["bob@example.com"])
+    assert backend(fail_silently=True).send_messages([refused, fine]) == 1
+    assert [r.payload["to"] for r in sandbox.requests] == ["bob@example.com"]
 
 
 def test_ignore_recipient_status_reports_refusals_without_raising(sendfleet_settings):

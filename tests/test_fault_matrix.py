@@ -66,7 +66,7 @@ RECIPIENT = "ann@example.com"
 
 PRIMER = "primer@example.com"  # a send made before the one under test, to set something up
 #: Rows for refusals before any request: tests/test_properties.py covers them.
-LOCAL_ROWS = {"invalid_message", "unsupported_feature", "recipients_refused"}
+LOCAL_ROWS = {"invalid_message", "invalid_address", "unsupported_feature", "recipients_refused"}
 #: Rows whose outcome differs in kind between the backends: tested after the matrix.
 TESTED_APART = {"rate_limit_wait", "lease_expired", "key_refused", "reputation_hold", "soft_bounce"}
 #: Rows the queued worker holds (pending) instead of failing: not the message's fault.

@@ -46,13 +46,13 @@ def test_a_refused_value_too_long_to_store_is_marked_shortened_and_never_resenda
     # column, it must not read as ann@example.com (the admin could resend to that).
     given = "ann@example.com" + " " * 400 + "x"
     message = EmailMessage("Hi", "Body", "shop@example.com", [given, "bob@example.com"])
-    EmailBackend().send_messages([message])
-    row = SendLog.objects.get(status=LogStatus.FAILED)
+    EmailBackend(fail_silently=True).send_messages([message])
+    row = SendLog.objects.get(status=LogStatus.FAILED, recipient__startswith="ann@")
     assert len(row.recipient) == 320 and row.recipient.endswith("…")
     resend = EmailMessage("Hi", "Body", "shop@example.com", [row.recipient])
     EmailBackend(fail_silently=True).send_messages([resend])
     assert resend.anymail_status.recipients[row.recipient].status == "invalid"
-    assert [r.payload["to"] for r in sandbox.requests] == ["bob@example.com"]
+    assert sandbox.requests == []  # the message was refused whole; its resend too
 
 
 def test_a_422_for_a_long_address_suppresses_it_whole_even_with_fail_silently(sandbox):

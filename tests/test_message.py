@@ -6,7 +6,11 @@ import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.functional import lazy
 
-from django_sendfleet.exceptions import SendFleetInvalidMessage, SendFleetUnsupportedFeature
+from django_sendfleet.exceptions import (
+    SendFleetInvalidAddress,
+    SendFleetInvalidMessage,
+    SendFleetUnsupportedFeature,
+)
 from django_sendfleet.message import prepare_message
 from django_sendfleet.payloads import build_payloads
 from django_sendfleet.text_safety import LINE_BREAKS
@@ -112,11 +116,12 @@ def test_subject_of_exactly_256_characters_is_accepted():
     assert prepare(message).subject == "x" * 256
 
 
-def test_invalid_recipients_are_set_apart_and_the_others_kept():
-    message = EmailMessage("Hi", "Body", "shop@example.com", ["nope", "ok@example.com"])
-    outgoing = prepare(message)
-    assert outgoing.recipients == ("ok@example.com",)
-    assert [given for given, _ in outgoing.invalid_recipients] == ["nope"]
+def test_an_invalid_recipient_refuses_the_message_naming_field_and_value():
+    message = EmailMessage("Hi", "Body", "shop@example.com", ["ok@example.com"], cc=["nope"])
+    with pytest.raises(SendFleetInvalidAddress) as caught:
+        prepare(message)
+    assert (caught.value.field, caught.value.value) == ("cc", "nope")
+    assert isinstance(caught.value, ValueError)
 
 
 @pytest.mark.parametrize(
@@ -196,8 +201,9 @@ def test_every_line_break_is_refused_in_the_subject_and_display_names(separator)
     message = EmailMessage(
         "Hi", "Body", "shop@example.com", [f"Ann{separator} <ann@example.com>", "b@example.com"]
     )
-    outgoing = prepare(message)
-    assert outgoing.recipients == ("b@example.com",) and len(outgoing.invalid_recipients) == 1
+    with pytest.raises(SendFleetInvalidAddress, match="line breaks") as caught:
+        prepare(message)
+    assert caught.value.field == "to"
 
 
 def test_line_breaks_are_allowed_in_the_bodies():

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from django_sendfleet import client as client_module
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import (
+    SendFleetInvalidAddress,
     SendFleetInvalidMessage,
     SendFleetRecipientsRefused,
     SendFleetUnsupportedFeature,
@@ -202,6 +203,11 @@ class Case:
         if not api_text_ok(body) or (html is not None and not api_text_ok(html)):
             return True
         return not body.strip() and not (html and html.strip())
+
+    def refused_recipient(self) -> bool:
+        """A recipient that cannot be sent refuses the whole message, as in Django's SMTP
+        backend: never sent to the others, never to a different address."""
+        return any(not mailbox.valid for mailbox in self.recipients)
 
     def expected_from_name(self) -> str | None:
         name = self.sender.name.strip() if self.sender else "Example Shop"
@@ -458,6 +464,12 @@ def check_outcome(
         assert isinstance(outcome, SendFleetInvalidMessage), note
         assert payloads == []
         return
+    if case.refused_recipient():
+        assert isinstance(outcome, SendFleetInvalidAddress), note
+        assert isinstance(outcome, ValueError)
+        assert outcome.field in ("to", "cc", "bcc"), note
+        assert payloads == []
+        return
     expected = case.expected_recipients()
     # One request per distinct (case-insensitive) valid recipient, none for the others.
     assert [p["to"] for p in payloads] == expected, note
@@ -513,11 +525,10 @@ def check_log(case: Case) -> None:
     for row in rows:
         assert storable_problems(row) == []
     given = case.recipients
-    if case.unsupported() or case.invalid():
+    if case.unsupported() or case.invalid() or case.refused_recipient():
         assert len(rows) == len(given)
     else:
-        invalid = [m for m in given if not m.valid]
-        assert len(rows) == len(case.expected_recipients()) + len(invalid)
+        assert len(rows) == len(case.expected_recipients())
 
 
 def send(backend_class: type[EmailBackend], case: Case) -> Any:
@@ -622,14 +633,15 @@ def test_a_lone_surrogate_in_the_subject_is_refused_with_the_library_error(sandb
     assert row.error_code == "invalid_message" and storable_problems(row) == []
 
 
-def test_an_unstorable_invalid_recipient_does_not_fail_a_sent_message(sandbox):
+def test_an_unstorable_invalid_recipient_is_refused_and_logged_storably(sandbox):
     message = EmailMessage("Hi", "Body", "shop@example.com", ["ann@example.com", "b\ud800@x.org"])
-    assert EmailBackend().send_messages([message]) == 1
-    assert [r.payload["to"] for r in sandbox.accepted] == ["ann@example.com"]
+    with pytest.raises(SendFleetInvalidAddress):
+        EmailBackend().send_messages([message])
+    assert sandbox.requests == []
     rows = SendLog.objects.all()
     assert sorted((r.status, r.error_code) for r in rows) == [
-        ("failed", "invalid_message"),
-        ("queued", ""),
+        ("failed", "invalid_address"),
+        ("failed", "invalid_address"),
     ]
     assert [storable_problems(row) for row in rows] == [[], []]
 
@@ -666,6 +678,7 @@ def test_an_encoded_word_local_part_is_refused_not_sent_to_another_address(sandb
     # Django decodes the local part and sends to bob@example.com; sending to the encoded form
     # would be a different address (issue 10): refused instead, as Django 6.1's SMTP backend does.
     message = EmailMessage("Hi", "Body", None, [value, "ann@example.com"])
-    assert EmailBackend().send_messages([message]) == 1
-    assert [r.payload["to"] for r in sandbox.accepted] == ["ann@example.com"]
+    with pytest.raises(SendFleetInvalidAddress):
+        EmailBackend().send_messages([message])
+    assert sandbox.requests == []
     assert message.anymail_status.recipients[value].status == "invalid"
