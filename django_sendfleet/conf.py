@@ -215,6 +215,11 @@ class SendFleetSettings:
             return option.parse(f"SENDFLEET[{name!r}]", configured[name])
         return option.parse(name, option.default)
 
+    def given(self, name: str) -> bool:
+        """Whether this mailer's own options set ``name`` (the backend's keyword arguments,
+        which on Django 6.1 carry its ``MAILERS`` ``OPTIONS``), not ``SENDFLEET`` or the default."""
+        return name.lower() in self._options
+
     def validate(self) -> None:
         """Read every option now, so a mistake raises before anything is sent."""
         for option in OPTIONS:

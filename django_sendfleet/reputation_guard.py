@@ -3,9 +3,11 @@
 A mailer with ``BULK: True`` (a newsletter, a campaign) does not send while a rate of the
 account mode it sends in is at ``danger`` (``reputation_levels.py``), unless an operator has
 released that danger. Its sends are not attempted: the synchronous backend raises
-``SendFleetReputationHold``; the queued worker holds the row (``pending``, with the reason)
-and looks again after ``HOLD_RECHECK``, so nothing is dropped. Transactional mailers (the
-default) are never held: password resets keep going out while the newsletter waits.
+``SendFleetReputationHold`` and the send is failed (it does not wait); the queued worker holds
+the row (``pending``, with the reason) and looks again after ``HOLD_RECHECK``, so nothing is
+dropped. Transactional mailers (the default) are never held: password resets keep going out
+while the newsletter waits. The hold's message names what made the send bulk (a mailer's
+``OPTIONS``, a connection's ``bulk=True`` or ``SENDFLEET["BULK"]``) and what became of it.
 
 Every send asks ``reputation_state.current()``, which refreshes this process's figures at most
 every few seconds (that is when level changes are noticed and announced); the check itself is
@@ -22,7 +24,7 @@ from django.apps import apps
 from django.utils import timezone
 
 from . import reputation_state
-from .conf import SendFleetSettings
+from .conf import SendFleetSettings, mailer_options
 from .exceptions import SendFleetReputationHold
 from .reputation import Rates, percent
 from .reputation_levels import DANGER
@@ -36,22 +38,26 @@ HOLD_RECHECK = timedelta(minutes=5)
 class ReputationGuard:
     """One mailer's view of the reputation levels, for each of its sends."""
 
-    def __init__(self, mailer: str, bulk: bool) -> None:
+    def __init__(self, mailer: str, bulk: bool, made_bulk_by: str = "") -> None:
         self.mailer = mailer
         self.bulk = bulk
+        #: What made these sends bulk, as the hold's message says it.
+        self.made_bulk_by = made_bulk_by or f"Mailer {mailer!r} is marked bulk"
 
     @classmethod
     def for_mailer(cls, mailer: str, settings: SendFleetSettings) -> ReputationGuard | None:
         """None where there is no send log to count from."""
         if not apps.is_installed("django_sendfleet"):
             return None
-        return cls(mailer, settings.bulk)
+        bulk = settings.bulk
+        return cls(mailer, bulk, made_bulk_by(mailer, settings) if bulk else "")
 
     def __repr__(self) -> str:
         return f"<ReputationGuard {self.mailer} bulk={self.bulk}>"
 
     def hold(self) -> SendFleetReputationHold | None:
-        """The error that holds this send, or None: it may go."""
+        """The error that holds this send, or None: it may go. Its message says why; the send
+        path ends it with what became of the send (``say_what_happens``)."""
         seen = reputation_state.current()  # also keeps the levels current for everyone
         if not self.bulk or seen is None:
             return None
@@ -83,7 +89,40 @@ class ReputationGuard:
             for mode in sorted(modes)
         )
         return (
-            f"Mailer {self.mailer!r} is marked BULK and the account's reputation is at danger "
-            f"({figures}, last 7 days): bulk email waits until the level falls or an operator "
-            "releases it from the admin dashboard. Transactional mailers keep sending."
+            f"{self.made_bulk_by}, and the account's reputation is at danger ({figures}, "
+            "last 7 days)"
         )
+
+
+def made_bulk_by(mailer: str, settings: SendFleetSettings) -> str:
+    """Which setting made a mailer's sends bulk, in the words of a hold's message.
+
+    A mailer's own ``bulk`` option is either its ``MAILERS`` ``OPTIONS`` (Django 6.1) or the
+    keyword its connection was opened with (``get_connection(bulk=True)``); the send is told
+    which, so that a hold never blames a mailer that is not marked bulk.
+    """
+    if not settings.given("BULK"):
+        return "SENDFLEET['BULK'] is True, which makes every mailer's sends bulk"
+    options = mailer_options(mailer)
+    if "bulk" in options and SendFleetSettings(options).bulk:
+        return f"Mailer {mailer!r} is marked bulk in its MAILERS OPTIONS"
+    return f"This connection (mailer {mailer!r}) was opened with bulk=True"
+
+
+def say_what_happens(hold: SendFleetReputationHold, *, waits: bool) -> None:
+    """End the hold's message with what becomes of the send, once the send path knows: a
+    queued send waits in the outbox, a synchronous one is failed and is not sent later."""
+    if waits:
+        outcome = (
+            "this queued send waits in the outbox until the level falls below danger or an "
+            "operator releases it on the admin dashboard (Reputation panel)"
+        )
+    else:
+        outcome = (
+            "this synchronous send was not attempted and is failed; nothing sends it later. "
+            "Send it again once the level falls below danger or the danger is released "
+            "(reputation_release.release_held_sends()), or send bulk mail through "
+            "QueuedEmailBackend, whose sends wait instead"
+        )
+    hold.detail = f"{hold.detail}: {outcome}. Transactional mailers keep sending."
+    hold.args = (hold.detail,)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import client as client_module
-from . import error_table
+from . import error_table, reputation_guard
 from .addresses import parse_address
 from .batch import BatchGuard
 from .exceptions import (
@@ -148,20 +148,32 @@ class RecipientSender:
             stopped = self.suppressions.stop(recipient, message, attempts_before)
             if stopped is not None:
                 return stopped
+        earlier = self.guard.blocker(from_domain)
         blocker = (
-            self.guard.blocker(from_domain)
+            earlier
             or self._key_refused(recipient, payload, message)
             or self._reputation_hold(recipient, payload, message)
         )
         if blocker is not None:
             hold = self.policy.before_blocked(blocker)
+            if isinstance(blocker, SendFleetReputationHold) and blocker is not earlier:
+                # Only the policy knows what becomes of the send: a queued one waits.
+                reputation_guard.say_what_happens(blocker, waits=hold is not None)
             if hold is not None:
                 return Deferred(hold.when, hold.reason, blocker, attempts_before)
-            logger.warning(
-                "SendFleet skipped %s: an earlier send in this batch failed with %s",
-                recipient,
-                blocker.error_code,
-            )
+            if earlier is not None:
+                logger.warning(
+                    "SendFleet skipped %s: an earlier send in this batch failed with %s",
+                    recipient,
+                    blocker.error_code,
+                )
+            else:  # the pause after a 401, or a reputation hold: this send's own reason
+                logger.warning(
+                    "SendFleet did not send to %s [%s]: %s",
+                    recipient,
+                    blocker.error_code,
+                    blocker.detail,
+                )
             status = error_table.spec_for_error(blocker).recipient_status
             return RecipientStatus(status, error=blocker, attempts=attempts_before)
         return self._attempt_until_done(recipient, payload, from_domain, attempts_before, message)

@@ -1,13 +1,16 @@
 """The demo's reputation guard part (docs/reputation.md), run by ``python -m testproject.demo``.
 
-A newsletter mailer marked ``bulk`` sends a first wave with a share of addresses the sandbox
-bounces; its bounce events reach testproject's webhook view and the account's bounce rate
-crosses into danger. The second wave is then held (queued rows stay ``pending`` with the
-reason), while a password reset from the default, transactional, mailer still goes out.
+A newsletter mailer marked ``bulk`` (before Django 6.1: a connection opened with ``bulk=True``)
+sends a first wave with a share of addresses the sandbox bounces; its bounce events reach
+testproject's webhook view and the account's bounce rate crosses into danger. The second wave is
+then held (queued rows stay ``pending`` with the reason; before 6.1 the synchronous send is
+refused and failed, and the message says so), while a password reset from the default,
+transactional, mailer still goes out.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import Any
 
@@ -49,17 +52,17 @@ def run(sandbox: Any) -> list[str]:
 
 
 def _story(sandbox: Any) -> list[str]:
-    from django.core.mail import EmailMessage, send_mail
+    from django.core.mail import EmailMessage, get_connection, send_mail
 
     from django_sendfleet import reputation_state, signals
-    from django_sendfleet.backends import EmailBackend
     from django_sendfleet.exceptions import SendFleetReputationHold
     from django_sendfleet.reputation import percent
     from django_sendfleet.reputation_guard import HOLD_RECHECK
     from django_sendfleet.reputation_release import held_rows
 
-    lines = ["Reputation guard: a newsletter (a mailer marked bulk) with bouncing addresses"]
     queued = django.VERSION >= (6, 1)
+    bulk = "a mailer marked bulk" if queued else "a connection opened with bulk=True"
+    lines = [f"Reputation guard: a newsletter ({bulk}) with bouncing addresses"]
 
     def announce(sender: type, mode: str, mailer: str | None, level: str, **kwargs: Any) -> None:
         if mailer is None:
@@ -75,8 +78,8 @@ def _story(sandbox: Any) -> list[str]:
             from django.core import mail
 
             mail.mailers["newsletter"].send_messages(messages)
-        else:
-            EmailBackend(bulk=True).send_messages(messages)
+        else:  # one connection opened bulk: the default mailer itself stays transactional
+            get_connection(bulk=True).send_messages(messages)
 
     signals.reputation_changed.connect(announce, weak=False)
     try:
@@ -95,7 +98,8 @@ def _story(sandbox: Any) -> list[str]:
                 f"{HOLD_RECHECK.seconds // 60} minutes"
             )
         except SendFleetReputationHold as hold:  # before Django 6.1: the synchronous backend
-            lines.append(f"  wave 2: refused with SendFleetReputationHold: {hold.detail[:90]}...")
+            lines.append("  wave 2: refused with SendFleetReputationHold, every recipient failed:")
+            lines += textwrap.wrap(hold.detail, 96, initial_indent="    ", subsequent_indent="    ")
         reset = send_mail("Reset your password", "Click the link.", None, ["ann@example.com"])
         lines.append(
             f"  a password reset from the default (transactional) mailer: "

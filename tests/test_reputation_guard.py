@@ -115,13 +115,104 @@ def test_transactional_mailers_keep_sending_at_danger(danger, django_capture_on_
 def test_a_synchronous_bulk_send_raises_and_sends_nothing(danger):
     before = len(danger.requests)
     message = EmailMessage("Our news", "Body", SENDER, ["a@example.com", "b@example.com"])
-    with pytest.raises(SendFleetReputationHold, match="marked BULK") as raised:
+    with pytest.raises(SendFleetReputationHold, match="reputation is at danger") as raised:
         EmailBackend(bulk=True).send_messages([message])
     assert len(danger.requests) == before
     assert "bounce rate 30.00 %" in str(raised.value)
     assert {r.status for r in message.anymail_status.recipients.values()} == {"failed"}
     rows = SendLog.objects.filter(recipient__in=["a@example.com", "b@example.com"])
     assert set(rows.values_list("status", "error_code")) == {("failed", "reputation_hold")}
+
+
+def assert_says_it_failed(detail):
+    """A synchronous hold says the send is failed and not sent later, never that it waits."""
+    assert "this synchronous send was not attempted and is failed" in detail
+    assert "nothing sends it later" in detail
+    assert "wait" not in detail.replace("whose sends wait instead", "")
+
+
+def test_a_hold_on_a_connection_opened_with_bulk_names_the_connection_not_the_mailer(danger):
+    """The default mailer is transactional: a hold names the connection's ``bulk=True``."""
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    with pytest.raises(SendFleetReputationHold) as raised:
+        EmailBackend(bulk=True).send_messages([message])
+    detail = raised.value.detail
+    assert detail.startswith("This connection (mailer 'default') was opened with bulk=True, ")
+    assert "marked" not in detail
+    assert_says_it_failed(detail)
+    row = SendLog.objects.get(recipient="a@example.com")
+    assert row.detail.startswith("This connection (mailer 'default') was opened with bulk=True")
+    assert "not attempted and is failed" in row.detail
+
+
+def test_a_hold_under_sendfleet_bulk_names_the_setting(danger, sendfleet_settings):
+    sendfleet_settings["BULK"] = True
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    with pytest.raises(SendFleetReputationHold) as raised:
+        EmailBackend().send_messages([message])
+    assert raised.value.detail.startswith(
+        "SENDFLEET['BULK'] is True, which makes every mailer's sends bulk, "
+    )
+    assert_says_it_failed(raised.value.detail)
+
+
+@needs_mailers
+def test_a_hold_on_a_synchronous_mailer_marked_bulk_names_the_mailer(danger, settings):
+    settings.MAILERS = settings.MAILERS | {"digest": {"BACKEND": SYNC, "OPTIONS": {"bulk": True}}}
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com"])
+    with pytest.raises(SendFleetReputationHold) as raised:
+        message.send(using="digest")
+    assert raised.value.detail.startswith("Mailer 'digest' is marked bulk in its MAILERS OPTIONS")
+    assert_says_it_failed(raised.value.detail)
+
+
+def test_a_held_queued_row_says_it_waits(
+    danger, sendfleet_settings, django_capture_on_commit_callbacks
+):
+    """The queued worker holds the row: its detail says it waits, and never that it failed."""
+    from django_sendfleet.backends import QueuedEmailBackend
+
+    sendfleet_settings["BULK"] = True
+    with django_capture_on_commit_callbacks(execute=True):
+        QueuedEmailBackend().send_messages(
+            [EmailMessage("Our news", "Body", SENDER, ["a@example.com"])]
+        )
+    row = held_rows().get()
+    assert "SENDFLEET['BULK'] is True" in row.detail
+    assert (
+        "this queued send waits in the outbox until the level falls below danger or an operator "
+        "releases it" in row.detail
+    )
+    assert "failed" not in row.detail and "not attempted" not in row.detail
+
+
+@needs_mailers
+def test_a_held_row_of_a_queued_mailer_marked_bulk_names_the_mailer(
+    danger, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign(danger, count=1)
+    row = held_rows().get()
+    assert "Mailer 'newsletter' is marked bulk in its MAILERS OPTIONS" in row.detail
+    assert "this queued send waits in the outbox" in row.detail
+
+
+def test_the_log_names_the_hold_for_the_first_recipient_and_the_batch_for_the_others(
+    danger, caplog
+):
+    message = EmailMessage("Our news", "Body", SENDER, ["a@example.com", "b@example.com"])
+    with pytest.raises(SendFleetReputationHold):
+        EmailBackend(bulk=True).send_messages([message])
+    first = [r.getMessage() for r in caplog.records if "a@example.com" in r.getMessage()]
+    assert first == [
+        "SendFleet did not send to a@example.com [reputation_hold]: This connection (mailer "
+        f"'default') was opened with bulk=True, {first[0].split(', ', 1)[1]}"
+    ]
+    assert "earlier send" not in first[0] and "reputation is at danger" in first[0]
+    assert (
+        "SendFleet skipped b@example.com: an earlier send in this batch failed with "
+        "reputation_hold" in caplog.text
+    )
 
 
 def test_a_bulk_mailer_sends_while_the_account_is_healthy(shared_account):
