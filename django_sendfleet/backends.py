@@ -17,7 +17,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
-from . import outbox, payloads, signals, tasks
+from . import outbox, payloads, priority, signals, tasks
 from .client import SendFleetClient
 from .conf import MAILER_OPTION_NAMES, SendFleetSettings
 from .exceptions import (
@@ -140,6 +140,8 @@ class EmailBackend(BaseEmailBackend):
             log_content=self.settings.log_content,
             secrets=self.settings.secrets,
             webhooks_enabled=bool(self.settings.webhook_secrets),
+            priority=self.settings.priority,
+            bulk=self.settings.bulk,
             **options,
         )
 
@@ -167,6 +169,7 @@ class EmailBackend(BaseEmailBackend):
             outgoing = prepare_message(
                 message, ignore_unsupported_features=self.settings.ignore_unsupported_features
             )
+            priority.of_message(message, self.settings.priority)  # refuses an unknown one
         except (SendFleetInvalidMessage, SendFleetUnsupportedFeature) as error:
             error.email_message = message
             logger.warning("SendFleet refused a message locally: %s", error)
@@ -198,7 +201,13 @@ class EmailBackend(BaseEmailBackend):
     ) -> RecipientStatus:
         assert sender is not None
         payload = payloads.build_payload(outgoing, recipient)  # one at a time: memory
-        result = sender.send(recipient, payload, outgoing.from_domain, message=message)
+        result = sender.send(
+            recipient,
+            payload,
+            outgoing.from_domain,
+            message=message,
+            priority=priority.of_message(message, self.settings.priority),
+        )
         assert not isinstance(result, Deferred)  # WaitInProcess never defers
         return result
 

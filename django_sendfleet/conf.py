@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from .api_key import API_KEY_ENVIRONMENT_VARIABLE, ApiKey
 from .exceptions import SendFleetConfigurationError
+from .priority import HIGH, LOW, parse_priority
 from .reputation_levels import Thresholds, parse_thresholds
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
@@ -179,6 +180,10 @@ OPTIONS: tuple[Option, ...] = (
     # The reputation guard (docs/reputation.md): a bulk mailer stops while a rate is at danger.
     Option("BULK", False, _boolean),
     Option("REPUTATION", None, parse_thresholds, per_mailer=False),
+    # Which sends go first (priority.py): None is "low" for a BULK mailer, else "high".
+    Option("PRIORITY", None, parse_priority),
+    # sendfleet_check warns when the oldest due high-priority row has waited longer: seconds.
+    Option("HIGH_PRIORITY_MAX_WAIT", 120, _max_age, per_mailer=False),
 )
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: The names a MAILERS entry's OPTIONS may use.
@@ -286,6 +291,18 @@ class SendFleetSettings:
     @property
     def bulk(self) -> bool:
         return self._get("BULK")
+
+    @property
+    def priority(self) -> str:
+        """This mailer's sends' priority: ``PRIORITY``, else low for a BULK mailer, else high."""
+        configured: str | None = self._get("PRIORITY")
+        return configured or (LOW if self.bulk else HIGH)
+
+    @property
+    def high_priority_max_wait(self) -> timedelta | None:
+        """The age of the oldest due high-priority row past which checks warn; None: never."""
+        seconds = self._get("HIGH_PRIORITY_MAX_WAIT")
+        return None if seconds is None else timedelta(seconds=seconds)
 
     @property
     def reputation(self) -> Thresholds:

@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
 from .log_status import LogStatus
+from .priority import CHOICES as PRIORITY_CHOICES
+from .priority import HIGH, RANKS
 from .reputation_state import ReputationLevel  # noqa: F401  (one of the app's models)
 from .rollups import SendLogQuerySet, deleting, saving
 
@@ -88,6 +90,11 @@ class SendLog(models.Model):
     not_before = models.DateTimeField(null=True, blank=True, help_text="Held or backing off.")
     claim_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Which due outbox row is sent first (priority.py): the lower rank, then the older row.
+    priority = models.PositiveSmallIntegerField(choices=PRIORITY_CHOICES, default=RANKS[HIGH])
+    # Queued by a BULK backend (an option of the backend, not only of the mailer): the
+    # worker holds it as a BULK mailer's while the reputation is at danger.
+    bulk = models.BooleanField(default=False)
 
     #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
     # django-stubs cannot follow a queryset defined in a module that imports this one.
@@ -109,6 +116,12 @@ class SendLog(models.Model):
                 fields=["content"],
                 name="sendfleet_log_content",
                 condition=models.Q(content__isnull=False),
+            ),
+            # The worker's claim and the backlog figures: the outbox, most urgent first.
+            models.Index(
+                fields=["priority", "id"],
+                name="sendfleet_log_outbox",
+                condition=models.Q(status=LogStatus.PENDING),
             ),
         ]
 

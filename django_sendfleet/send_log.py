@@ -14,6 +14,7 @@ from .events import apply_waiting_events
 from .log_status import log_status_for
 from .models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from .outcome import PENDING
+from .priority import HIGH, RANKS, lenient_of_message
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -132,8 +133,13 @@ class SendLogBatch:
         secrets: tuple[str, ...],
         webhooks_enabled: bool = False,
         write_rows: Callable[[list[MessageContent], list[SendLog]], None] | None = None,
+        priority: str = HIGH,
+        bulk: bool = False,
     ) -> None:
         self.mailer = mailer
+        #: The backend's priority (a message may say its own) and BULK, stored on each row.
+        self.priority = priority
+        self.bulk = bulk
         self.log_content = log_content
         self.webhooks_enabled = webhooks_enabled
         self._secrets = secrets
@@ -157,6 +163,9 @@ class SendLogBatch:
             "from_email": outgoing.from_email if outgoing else str(message.from_email),
             "subject": (outgoing.subject if outgoing else str(message.subject)) or "",
             **outcome_fields(result, self._secrets),
+            # A message refused for its priority is logged with the backend's.
+            "priority": RANKS[lenient_of_message(message, self.priority)],
+            "bulk": self.bulk,
         }
         row = _new_row({name: _fit(name, value) for name, value in fields.items()})
         # The outbox's rows need the content (the worker sends it); logged rows keep it too.

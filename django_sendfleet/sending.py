@@ -33,6 +33,7 @@ from .exceptions import (
 from .failures import handle_failure
 from .models import normalise_email
 from .outcome import QUEUED, REJECTED, RecipientStatus
+from .priority import HIGH
 from .retry import Defer, GiveUp, RetryPolicy, WaitAndRetry
 from .suppressions import count_stopped_sends, suppressed_among
 
@@ -143,7 +144,9 @@ class RecipientSender:
         *,
         attempts_before: int = 0,
         message: EmailMessage | None = None,
+        priority: str = HIGH,
     ) -> RecipientStatus | Deferred:
+        """``priority`` ("high" or "low", ``priority.py``) is what the rate limiter is told."""
         if self.suppressions is not None:
             stopped = self.suppressions.stop(recipient, message, attempts_before)
             if stopped is not None:
@@ -176,7 +179,9 @@ class RecipientSender:
                 )
             status = error_table.spec_for_error(blocker).recipient_status
             return RecipientStatus(status, error=blocker, attempts=attempts_before)
-        return self._attempt_until_done(recipient, payload, from_domain, attempts_before, message)
+        return self._attempt_until_done(
+            recipient, payload, from_domain, attempts_before, message, priority
+        )
 
     def _key_refused(
         self, recipient: str, payload: dict[str, Any], message: EmailMessage | None
@@ -209,6 +214,7 @@ class RecipientSender:
         from_domain: str,
         attempts: int,
         message: EmailMessage | None,
+        priority: str = HIGH,
     ) -> RecipientStatus | Deferred:
         started = time.monotonic()
         waited = 0.0

@@ -3,7 +3,10 @@
 Rows are written by ``QueuedEmailBackend`` (``outbox.py``) with status ``pending``. The task
 (``tasks.py``) hands their ids to ``send_rows``, which claims each row with
 ``select_for_update(skip_locked=True)`` and a conditional update that gives it a unique claim
-token and a lease, so no two workers ever send the same row. A worker killed mid-send leaves a
+token and a lease, so no two workers ever send the same row. Before each of its rows, a task
+of lower priority first claims the due rows of higher priority (``priority.py``), whichever
+task they belong to: a password reset never waits for a newsletter's task to end, whatever
+order the task engine runs tasks in. A worker killed mid-send leaves a
 row ``sending`` whose lease expires: ``sendfleet_requeue`` marks it ``unknown`` and never
 resends it.
 
@@ -36,6 +39,7 @@ from .mailers import QUEUED_BACKEND, backend_class
 from .models import MessageContent, SendLog
 from .outcome import RecipientStatus, SendStatus
 from .payloads import message_from_payload, outbox_payload
+from .priority import PRIORITIES, RANKS, name_of
 from .ratelimit import SlidingWindowLimiter
 from .reputation_guard import ReputationGuard
 from .retry import Reschedule
@@ -43,6 +47,9 @@ from .send_log import outcome_fields, stored_detail
 from .sending import Deferred, RecipientSender, SuppressionCheck, domain_of, finish_recipient
 
 logger = logging.getLogger("django_sendfleet")
+
+#: The rank of the most urgent priority: nothing is sent before such a row.
+MOST_URGENT = RANKS[PRIORITIES[0]]
 
 
 @dataclass(frozen=True)
@@ -55,88 +62,169 @@ class Rescheduled:
 
 
 def send_rows(row_ids: Iterable[int]) -> list[Rescheduled]:
-    """Send every claimable row among these ids; return the rows to send again later."""
-    rows_by_mailer: dict[str, list[int]] = {}
-    for row_id, mailer in SendLog.objects.filter(pk__in=list(row_ids)).values_list("pk", "mailer"):
-        rows_by_mailer.setdefault(mailer, []).append(row_id)
-    later: list[Rescheduled] = []
-    for mailer, ids in rows_by_mailer.items():
-        later += _MailerWorker(mailer).send(sorted(ids))
-    return later
+    """Send the claimable rows among these ids, each after any more urgent due row of the
+    outbox; return the rows to send again later."""
+    return _TaskRun(row_ids).send()
 
 
 def claim(row_id: int, lease_seconds: int, now: datetime | None = None) -> SendLog | None:
     """Take a pending row due at ``now`` for this worker, or None if it is not there to take."""
-    token = uuid.uuid4().hex
     now = now or timezone.now()
-    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
     with transaction.atomic():
         # skip_locked: a row another worker is claiming right now is simply not ours.
         locked = (
             SendLog.objects.select_for_update(skip_locked=True)
-            .filter(due, pk=row_id, status=LogStatus.PENDING)
+            .filter(_due(now), pk=row_id, status=LogStatus.PENDING)
             .values_list("pk", flat=True)
         )
         if not list(locked):
             return None
-        # The conditional update is the claim itself, so it holds even where the database
-        # ignores select_for_update (SQLite).
-        claimed = SendLog.objects.filter(due, pk=row_id, status=LogStatus.PENDING).update(
-            status=LogStatus.SENDING,
-            claim_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            updated_at=now,
-        )
+        return _take(row_id, lease_seconds, now)
+
+
+def claim_more_urgent(rank: int, now: datetime | None = None) -> SendLog | None:
+    """Take the most urgent due pending row of a rank below ``rank`` (``priority.py``), the
+    oldest first; None when there is none to take."""
+    now = now or timezone.now()
+    candidates = (
+        SendLog.objects.filter(_due(now), status=LogStatus.PENDING, priority__lt=rank)
+        .order_by("priority", "pk")
+        .values_list("pk", "mailer")
+    )
+    # Where select_for_update is ignored (SQLite) a candidate may be taken between the read
+    # and the conditional update: then the next one is tried.
+    for _ in range(5):
+        with transaction.atomic():
+            found = list(candidates.select_for_update(skip_locked=True)[:1])
+            if not found:
+                return None
+            [(row_id, mailer)] = found
+            row = _take(row_id, _lease_seconds(mailer), now)
+        if row is not None:
+            return row
+    return None
+
+
+def _due(now: datetime) -> Q:
+    return Q(not_before__isnull=True) | Q(not_before__lte=now)
+
+
+def _take(row_id: int, lease_seconds: int, now: datetime) -> SendLog | None:
+    """The claim itself: a conditional update, so it holds even where the database ignores
+    select_for_update (SQLite). Called in the transaction that locked the row."""
+    token = uuid.uuid4().hex
+    claimed = SendLog.objects.filter(_due(now), pk=row_id, status=LogStatus.PENDING).update(
+        status=LogStatus.SENDING,
+        claim_token=token,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        updated_at=now,
+    )
     if not claimed:
         return None
     return SendLog.objects.get(pk=row_id, claim_token=token)
 
 
+def _lease_seconds(mailer: str) -> int:
+    return SendFleetSettings(mailer_options(mailer)).lease_seconds
+
+
+class _TaskRun:
+    """One task's run: its own rows in order (the most urgent first), and before each of them
+    every more urgent due row of the outbox, whichever task it belongs to.
+
+    Rows stay tied to their own task: a row taken by another task's run is simply not there to
+    claim when its own task runs, so no row is ever left without a task to send it. A run takes
+    at most as many other rows as it has of its own, so a task ends within twice its rows'
+    sends (RQ's DEFAULT_TIMEOUT, docs/queued.md).
+    """
+
+    def __init__(self, row_ids: Iterable[int]) -> None:
+        self.rows = list(
+            SendLog.objects.filter(pk__in=list(row_ids))
+            .order_by("priority", "pk")
+            .values_list("pk", "mailer", "priority", "bulk")
+        )
+        self.others_left = len(self.rows)
+        self.workers: dict[tuple[str, bool], _MailerWorker] = {}
+
+    def send(self) -> list[Rescheduled]:
+        try:
+            for row_id, mailer, rank, bulk in self.rows:
+                self._send_more_urgent_than(rank)
+                # One clock reading for the claim and the check after it: a row that fell due
+                # between two readings would be neither claimed nor deferred.
+                now = timezone.now()
+                worker = self._worker(mailer, bulk)
+                row = claim(row_id, worker.settings.lease_seconds, now)
+                if row is not None:
+                    worker.send_row(row)
+                else:
+                    worker.defer_if_early(row_id, now)
+        finally:
+            for worker in self.workers.values():
+                worker.close()
+        later = [item for worker in self.workers.values() for item in worker.later]
+        return [
+            Rescheduled(
+                [row_id for row_id, at, b in later if (at, b) == (when, backend)], when, backend
+            )
+            for when, backend in sorted({(when, backend) for _, when, backend in later})
+        ]
+
+    def _send_more_urgent_than(self, rank: int) -> None:
+        if rank <= MOST_URGENT:
+            return  # nothing to look for: the common case of transactional tasks costs nothing
+        while self.others_left > 0:
+            row = claim_more_urgent(rank)
+            if row is None:
+                return
+            self.others_left -= 1
+            self._worker(row.mailer, row.bulk).send_row(row)
+
+    def _worker(self, mailer: str, bulk: bool) -> _MailerWorker:
+        worker = self.workers.get((mailer, bulk))
+        if worker is None:
+            worker = self.workers[(mailer, bulk)] = _MailerWorker(mailer, bulk)
+        return worker
+
+
 class _MailerWorker:
     """Sends the rows of one mailer, one claimed row at a time, over one connection."""
 
-    def __init__(self, mailer: str) -> None:
+    def __init__(self, mailer: str, bulk: bool = False) -> None:
         self.mailer = mailer
         self.settings = settings = SendFleetSettings(mailer_options(mailer))
         #: Signals name the backend class that queued the rows, as the synchronous path does.
         self.backend_class = backend_class(mailer, QUEUED_BACKEND)
         self.suppressions = SuppressionCheck() if settings.check_suppressions else None
-        self.sender = RecipientSender(
+        self.sender = sender = RecipientSender(
             client=SendFleetClient.for_settings(settings),
             limiter=SlidingWindowLimiter.for_settings(settings),
             policy=Reschedule(settings.max_retry_wait),
             suppressions=self.suppressions,
             key_guard=KeyGuard.for_settings(settings),
-            reputation=ReputationGuard.for_mailer(mailer, settings),
+            reputation=ReputationGuard.for_mailer(mailer, self._guarded_as(bulk)),
         )
-        self.later: list[tuple[int, datetime]] = []
+        #: Rows given back to the outbox: (id, when, task backend).
+        self.later: list[tuple[int, datetime, str]] = []
         #: The last content read: a task's rows are mostly one message's, read once.
         self._content: MessageContent | None = None
+        sender.client.open()
 
-    def send(self, row_ids: list[int]) -> list[Rescheduled]:
-        client = self.sender.client
-        client.open()
-        try:
-            for row_id in row_ids:
-                # One clock reading for the claim and the check after it: a row that fell due
-                # between two readings would be neither claimed nor deferred.
-                now = timezone.now()
-                row = claim(row_id, self.settings.lease_seconds, now)
-                if row is not None:
-                    self._send_row(row)
-                else:
-                    self._defer_if_early(row_id, now)
-        finally:
-            client.close()
-            if self.suppressions is not None:
-                self.suppressions.count_stopped()
-        task_backend = self.settings.task_backend
-        return [
-            Rescheduled([row_id for row_id, at in self.later if at == when], when, task_backend)
-            for when in sorted({when for _, when in self.later})
-        ]
+    def _guarded_as(self, bulk: bool) -> SendFleetSettings:
+        """The settings the reputation guard reads. A row queued through a connection opened
+        with ``bulk=True`` (on Django 5.2 ``get_connection(..., bulk=True)``: the connection's
+        option, not the mailer's) carries it, and is held as that connection's sends are."""
+        if not bulk or self.settings.bulk:
+            return self.settings
+        return SendFleetSettings(mailer_options(self.mailer) | {"bulk": True})
 
-    def _defer_if_early(self, row_id: int, now: datetime) -> None:
+    def close(self) -> None:
+        self.sender.client.close()
+        if self.suppressions is not None:
+            self.suppressions.count_stopped()
+
+    def defer_if_early(self, row_id: int, now: datetime) -> None:
         """A task run before its row is due (RQ's scheduler keeps whole seconds, a worker's
         clock may be ahead) schedules the row again for when it is due, instead of leaving it
         to ``sendfleet_requeue``."""
@@ -146,9 +234,9 @@ class _MailerWorker:
             .first()
         )
         if not_before is not None:
-            self.later.append((row_id, not_before))
+            self.later.append((row_id, not_before, self.settings.task_backend))
 
-    def _send_row(self, row: SendLog) -> None:
+    def send_row(self, row: SendLog) -> None:
         payload = outbox_payload(row, self._content_of(row))
         # The payload holds the address exactly as it is sent.
         recipient = payload.get("to") or row.recipient
@@ -161,6 +249,7 @@ class _MailerWorker:
             domain_of(row.from_email),
             attempts_before=row.attempts,
             message=message,
+            priority=name_of(row.priority),
         )
         if isinstance(result, Deferred):
             self._release(row, result)
@@ -188,7 +277,7 @@ class _MailerWorker:
             lease_expires_at=None,
             updated_at=timezone.now(),
         )
-        self.later.append((row.pk, deferred.when))
+        self.later.append((row.pk, deferred.when, self.settings.task_backend))
         logger.info("SendFleet queued send to %s %s", row.recipient, deferred.reason)
 
     def _finish(
