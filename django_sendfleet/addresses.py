@@ -183,7 +183,8 @@ def _non_ascii_local_part(field: str, text: str) -> SendFleetInvalidMessage:
 
 
 def header_addresses(value: Any) -> list[Any]:
-    """The addresses a header that may list several (``Reply-To``) gives, one item each.
+    """The addresses a header that may list several (``Reply-To``) gives, one item each: only
+    to count them; what is sent is parsed whole (``features.reply_to_values``).
 
     Anything but a clean list of mailboxes (a group, a parser defect, a value too long to parse)
     comes back whole, as one item, for ``parse_address`` to refuse: the list parser would
@@ -193,14 +194,15 @@ def header_addresses(value: Any) -> list[Any]:
     if len(text) > MAX_VALUE_LENGTH or _too_many_parts(text):
         return [value]
     try:
+        # The parser's objects fail on some broken values ("x:;b": AttributeError).
         header = _HEADER_PARSER("reply-to", text)
-    except (HeaderParseError, IndexError, ValueError, TypeError):
+        defects = [d for d in header.defects if str(d) not in _HARMLESS_DEFECTS]
+        groups = header.groups  # type: ignore[attr-defined]
+        if defects or any(group.display_name is not None for group in groups):
+            return [value]
+        return list(header.addresses)  # type: ignore[attr-defined]
+    except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
         return [value]
-    defects = [d for d in header.defects if str(d) not in _HARMLESS_DEFECTS]
-    groups = header.groups  # type: ignore[attr-defined]
-    if defects or any(group.display_name is not None for group in groups):
-        return [value]
-    return list(header.addresses)  # type: ignore[attr-defined]
 
 
 def with_ascii_domain(address: str) -> str:

@@ -91,7 +91,7 @@ def unsupported_features(message: EmailMessage) -> list[str]:
     html_count = sum(1 for _, mimetype in alternatives(message) if mimetype == "text/html")
     if html_count + (message.content_subtype == "html") > 1:
         features.append("more than one HTML body")
-    if len(reply_to_values(message)) > 1:
+    if _reply_to_count(message) > 1:
         features.append("more than one reply_to address")
     features.extend(
         f"{name} ({ANYMAIL_ATTRIBUTES[name]})" for name in _set_anymail_attributes(message)
@@ -113,12 +113,27 @@ def alternatives(message: EmailMessage) -> list[tuple[Any, str]]:
 
 
 def reply_to_values(message: EmailMessage) -> list[Any]:
-    """The reply-to addresses the message asks for (a Reply-To header wins, as in Django)."""
+    """The reply-to values the message asks for (a Reply-To header wins, as in Django).
+
+    A header comes back whole, one value, for ``parse_address`` to take as exactly one mailbox
+    or refuse, as strictly as an item of ``reply_to``: splitting it would let a display name
+    with a comma (``"attacker@evil.example, Ann <ann@example.com>"``) choose the reply-to.
+    """
+    header = _reply_to_header(message)
+    return [header] if header is not None else list(message.reply_to)
+
+
+def _reply_to_count(message: EmailMessage) -> int:
+    """How many addresses the message asks to be replied to: a header may list several."""
+    header = _reply_to_header(message)
+    return len(header_addresses(header)) if header is not None else len(message.reply_to)
+
+
+def _reply_to_header(message: EmailMessage) -> Any | None:
     for name, value in message.extra_headers.items():
         if name.lower() == "reply-to":
-            # Django lets a Reply-To header override reply_to; it may list several addresses.
-            return header_addresses(value)
-    return list(message.reply_to)
+            return value
+    return None
 
 
 def _set_anymail_attributes(message: EmailMessage) -> list[str]:

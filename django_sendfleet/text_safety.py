@@ -5,7 +5,9 @@ The API's text fields refuse NUL and lone surrogates. A header value must stay o
 line break would let whoever wrote the value add headers or recipients downstream (header
 injection). "Line break" means every character ``str.splitlines()`` splits on, not only CR and
 LF: the Unicode separators (U+2028, U+2029, U+0085) and the ASCII ones Python also treats as
-line boundaries.
+line boundaries. Other control characters (C0 but the tab, DEL, and the C1 range U+0080 to
+U+009F) are refused in a header value too: terminals and mail clients act on them (ESC starts a
+terminal escape sequence) and no subject or name needs one.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ from .exceptions import SendFleetInvalidMessage
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 # One character class: a single linear scan, nothing to backtrack.
 _LINE_BREAK = re.compile("[" + re.escape(LINE_BREAKS) + "]")
+#: Control characters a header value may not hold besides the line breaks (NUL has its own
+#: message, below): C0 but the tab (folding whitespace), DEL, and C1.
+_CONTROL = re.compile("[\x01-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
 
 
 def refuse_unsafe_header_text(text: str, field: str) -> None:
-    """Raise ``SendFleetInvalidMessage`` for a line break, a NUL or a lone surrogate."""
+    """Raise ``SendFleetInvalidMessage`` for a line break, another control character, a NUL
+    or a lone surrogate."""
     found = _LINE_BREAK.search(text)
     if found:
         raise SendFleetInvalidMessage(
             f"{field}: line breaks (here U+{ord(found.group()):04X}) are not allowed in a "
             "header value."
+        )
+    found = _CONTROL.search(text)
+    if found:
+        raise SendFleetInvalidMessage(
+            f"{field}: control characters (here U+{ord(found.group()):04X}) are not allowed in "
+            "a header value."
         )
     refuse_unsafe_text(text, field)
 

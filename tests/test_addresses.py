@@ -26,7 +26,7 @@ from django_sendfleet.addresses import MAX_PARTS, MAX_VALUE_LENGTH, parse_addres
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.exceptions import SendFleetInvalidAddress, SendFleetInvalidMessage
 from django_sendfleet.models import SendLog
-from django_sendfleet.text_safety import LINE_BREAKS
+from django_sendfleet.text_safety import LINE_BREAKS, refuse_unsafe_header_text
 
 COMMON = {
     "deadline": None,
@@ -238,6 +238,44 @@ def test_a_display_name_never_chooses_the_sender_or_reply_to(sandbox, field, val
     assert caught.value.detail.startswith(field.lower().replace("-", "_"))
     assert sandbox.requests == []  # the whole message is refused
     assert SendLog.objects.get().status == "failed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["attacker@evil.example, Ann", "attacker@evil.example,", "a@evil.example; Ann"]
+)
+def test_a_display_name_never_chooses_the_reply_to_of_a_header_even_when_dropping_features(
+    sandbox, sendfleet_settings, name
+):
+    # With IGNORE_UNSUPPORTED_FEATURES a list of reply-to addresses is cut to its first; a
+    # header built as f"{name} <{email}>" must not become such a list (issue 23, item 3).
+    sendfleet_settings["IGNORE_UNSUPPORTED_FEATURES"] = True
+    message = EmailMessage("Hi", "Body", "shop@example.com", ["ann@example.com"])
+    message.extra_headers["Reply-To"] = f"{name} <help@example.com>"
+    with pytest.raises(SendFleetInvalidAddress) as caught:
+        EmailBackend().send_messages([message])
+    assert caught.value.field == "reply_to"
+    assert sandbox.requests == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("sendfleet_settings")
+@pytest.mark.parametrize("value", ["x:;b", "x:;", ":;", "a@b.example, x:;"])
+def test_a_broken_reply_to_header_is_refused_never_a_crash(sandbox, value):
+    message = EmailMessage("Hi", "Body", "shop@example.com", ["ann@example.com"])
+    message.extra_headers["Reply-To"] = value
+    assert message.send(fail_silently=True) == 0  # AttributeError escaped here once
+    assert sandbox.requests == []
+    with pytest.raises(ValueError):
+        message.send()
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x7f", "\x80", "\x9b", "\x01", "\x1f"])
+def test_control_characters_are_refused_in_header_values(char):
+    with pytest.raises(SendFleetInvalidAddress, match="control characters"):
+        parse_address(f'"Ann{char}Smith" <ann@example.com>', "to")
+    with pytest.raises(SendFleetInvalidMessage, match="control characters"):
+        refuse_unsafe_header_text(f"Hi{char}there", "subject")
 
 
 @pytest.mark.django_db

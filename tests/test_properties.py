@@ -88,6 +88,7 @@ def as_sent(address: str) -> str | None:
 LINE_BREAKS = {chr(c) for c in range(0x10000) if len(f"a{chr(c)}b".splitlines()) > 1}
 # ASCII control characters other than tab: the email package's parser refuses them in names.
 NON_PRINTABLE = {chr(c) for c in [*range(0x20), 0x7F]} - {"\t"}
+CONTROLS = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} - {"\t"}
 
 
 def api_text_ok(text: str) -> bool:
@@ -99,6 +100,8 @@ def header_ok(text: str, max_length: int | None = None) -> bool:
     """A header value: API-safe, no line breaks (header injection), within the API's limit
     (which counts the text as sent: trimmed, as the API trims it)."""
     if not api_text_ok(text) or not LINE_BREAKS.isdisjoint(text):
+        return False
+    if not CONTROLS.isdisjoint(text):  # ESC, DEL, C1...: refused as line breaks are
         return False
     return max_length is None or len(text.strip()) <= max_length
 
