@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 from django.db import connections, router
 from django.urls import NoReverseMatch, reverse
@@ -41,6 +42,8 @@ def missing_sqlite_options(options: dict[str, Any]) -> list[str]:
 def check_webhook_sqlite_options(
     app_configs: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []  # a settings module for workers only: no URLs, so no webhook routed here
     try:
         path = reverse("sendfleet-webhook")
     except NoReverseMatch:

@@ -1,7 +1,10 @@
 """The system checks registered in ``SendFleetConfig.ready()``: settings only, no network, no
 database (no ``django_db`` mark here: a query would fail the test)."""
 
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import django
 import pytest
@@ -246,3 +249,26 @@ def test_rate_limiter_off_needs_no_shared_cache(project):
     project["RATE_LIMIT_CACHE"] = "default"
     project["RATE_LIMIT"] = None
     assert ids() == []
+
+
+def test_a_settings_module_without_root_urlconf_passes_every_check(tmp_path):
+    # A settings module for workers only (db_worker, rqworker) has no ROOT_URLCONF; the checks
+    # once crashed there, and with them every manage.py command (issue 23, item 8).
+    (tmp_path / "worker_settings.py").write_text(
+        "SECRET_KEY = 'x'\n"
+        "INSTALLED_APPS = ['django.contrib.contenttypes', 'django_sendfleet']\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}\n"
+        f"SENDFLEET = {{'API_KEY': {SANDBOX_API_KEY!r}}}\n"
+        f"EMAIL_BACKEND = {BACKEND!r}\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check", "--settings", "worker_settings"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ROOT_URLCONF" not in result.stderr
