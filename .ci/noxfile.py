@@ -47,3 +47,19 @@ def limiter_redis5(session: nox.Session) -> None:
     session.install("-q", "-e", ".[test]", "redis==5.0.*")
     session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
     session.run("pytest", "-q", "tests/test_ratelimit.py", *session.posargs)
+
+
+# Django's own email-backend tests (tests/mail/ of the installed Django's sdist, downloaded from
+# PyPI by the test module and cached) against our backend: docs/django-mail-tests.md.
+DJANGO_MAIL = [("3.11", "5.2"), ("3.13", "6.1")]
+
+
+@nox.session
+@nox.parametrize(("python", "django"), DJANGO_MAIL, ids=[f"django{d}" for _, d in DJANGO_MAIL])
+def django_mail(session: nox.Session, django: str) -> None:
+    session.chdir(ROOT)
+    session.install("-q", "-e", ".[test]", f"django~={django}.0")
+    session.run("python", "-c", "import django; print('Django', django.get_version())")
+    session.run(
+        "pytest", "-q", "tests/django_mail", *session.posargs, env={"DJANGO_MAIL_TESTS": "1"}
+    )
