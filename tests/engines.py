@@ -78,7 +78,7 @@ class Engine:
         if self.name == "rq":
             return {
                 "TASKS": {"default": {"BACKEND": self.backend, "QUEUES": ["default"]}},
-                "RQ_QUEUES": {"default": {"URL": broker_url, "DEFAULT_TIMEOUT": 100 * 300}},
+                "RQ_QUEUES": {"default": {"URL": broker_url, "DEFAULT_TIMEOUT": 200 * 300}},
             }
         if self.name == "celery":
             return {

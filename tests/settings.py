@@ -64,9 +64,9 @@ broker_url = os.environ.get("SENDFLEET_TEST_BROKER_URL", "")
 if TASKS["default"]["BACKEND"] == "django_tasks_rq.RQBackend":
     INSTALLED_APPS.append("django_rq")
     TASKS["default"]["QUEUES"] = ["default"]
-    # RQ stops a job after DEFAULT_TIMEOUT (180 s unless set), even mid-send; a task is up
-    # to 100 rows, each sent within LEASE_SECONDS.
-    RQ_QUEUES = {"default": {"URL": broker_url, "DEFAULT_TIMEOUT": 100 * 300}}
+    # RQ stops a job after DEFAULT_TIMEOUT (180 s unless set), even mid-send; a task sends up
+    # to 100 rows of its own and as many more urgent ones, each within LEASE_SECONDS.
+    RQ_QUEUES = {"default": {"URL": broker_url, "DEFAULT_TIMEOUT": 200 * 300}}
 elif TASKS["default"]["BACKEND"] == "django_tasks_fennel.CeleryBackend":
     INSTALLED_APPS.append("django_tasks_fennel")
     CELERY_BROKER_URL = broker_url

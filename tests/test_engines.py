@@ -21,7 +21,7 @@ from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import SendLog
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
-from .engines import CELERY, RQ, Engine
+from .engines import CELERY, DB_WORKER, RQ, Engine
 from .worker_processes import (
     ROOT,
     Workers,
@@ -145,6 +145,45 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox,
     assert sorted(sent_to) == [f"user{n}@example.com" for n in range(5)]  # each exactly once
     in_flight.refresh_from_db()
     assert in_flight.status == "unknown"
+
+
+@needs_postgres
+@transactions
+@pytest.mark.parametrize(
+    "engine", [DB_WORKER, RQ, CELERY], indirect=True, ids=lambda engine: engine.name
+)
+def test_a_password_reset_goes_out_next_while_every_worker_is_on_a_newsletter(sandbox, workers):
+    """Two workers each on a newsletter task of 15 rows; a reset queued meanwhile waits behind
+    both tasks in the engine's own queue. It must still go out within the next few sends (one
+    in flight per worker, one slot), not after a whole task: the worker takes the most urgent
+    due row of the outbox before each of its own."""
+    sandbox.set_rate_limit(10, 1.8)
+    newsletter = QueuedEmailBackend(bulk=True)
+    for part in range(2):  # two tasks, one for each worker
+        newsletter.send_messages(
+            [
+                EmailMessage("News", "Body", "news@example.com", [f"reader{part}-{n}@example.com"])
+                for n in range(15)
+            ]
+        )
+    workers.start(2, SENDFLEET_TEST_RATE_LIMIT="10/2s")
+    wait_for(lambda: len(sandbox.requests) >= 4, 60, "the newsletter to start", workers.log)
+    QueuedEmailBackend().send_messages(
+        [EmailMessage("Your password", "Body", "shop@example.com", ["reset@example.com"])]
+    )
+    sent_before = len(sandbox.requests)
+    wait_for(
+        lambda: not SendLog.objects.exclude(status="queued").exists(),
+        90,
+        "every row to be sent",
+        workers.log,
+    )
+    sent_to = [request.payload["to"] for request in sandbox.accepted]
+    assert len(sent_to) == 31 and len(set(sent_to)) == 31  # each once, the newsletter too
+    assert [r.status for r in sandbox.requests if r.status != 200] == []
+    # Two sends may be in flight (claimed before the reset was queued), one more at most while
+    # a worker reaches its next row; behind two whole tasks it would be 30th.
+    assert sent_to.index("reset@example.com") <= sent_before + 3, sent_to
 
 
 def documented_setup(heading: str) -> list[str]:
