@@ -527,14 +527,15 @@ def test_a_frozen_redis_costs_one_bounded_wait_per_process(
     assert "TimeoutError" in warning.getMessage()
 
 
+@pytest.mark.parametrize("priority", ["high", "low"])
 @pytest.mark.parametrize("budget", [0.3, 2.0])
 def test_a_limiter_call_waits_no_longer_than_its_budget(
-    freezable_redis: FreezableRedis, budget: float
+    freezable_redis: FreezableRedis, budget: float, priority: str
 ) -> None:
     limiter = _limiter("default")
     assert limiter.try_acquire() == 0.0
     freezable_redis.freeze()
-    waited = _in_thread(lambda: limiter.acquire(max_wait=budget), 30)
+    waited = _in_thread(lambda: limiter.acquire(max_wait=budget, priority=priority), 30)
     assert waited.value <= waited.end - waited.start
     assert budget * 0.9 <= waited.end - waited.start < budget + 2  # the budget, not 5 s or more
 
