@@ -186,8 +186,8 @@ def rates_of(
         mode,
         mailer,
         counts,
-        _rate(counts.hard_bounces, counts.sends, thresholds.bounce, informed, unknown),
-        _rate(counts.complaints, counts.sends, thresholds.complaint, informed, unknown),
+        _rate(counts.hard_bounces, counts.sends, thresholds.bounce, thresholds, informed, unknown),
+        _rate(counts.complaints, counts.sends, thresholds.complaint, thresholds, informed, unknown),
     )
 
 
@@ -211,12 +211,19 @@ def why_unknown(mode: str, counts: Counts, thresholds: Thresholds, events_arrive
 
 
 def _rate(
-    events: int, sends: int, thresholds: tuple[float, float], informed: bool, unknown: str
+    events: int,
+    sends: int,
+    levels: tuple[float, float],
+    thresholds: Thresholds,
+    informed: bool,
+    unknown: str,
 ) -> Rate:
     value = events / sends if informed and sends else None
     if unknown or value is None:
-        return Rate(events, sends, value, UNKNOWN, thresholds, unknown)
-    return Rate(events, sends, value, level_for(value, thresholds), thresholds)
+        return Rate(events, sends, value, UNKNOWN, levels, unknown)
+    return Rate(
+        events, sends, value, level_for(value, levels, events, thresholds.min_events), levels
+    )
 
 
 def percent(value: float | None) -> str:

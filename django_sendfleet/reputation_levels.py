@@ -7,8 +7,11 @@ and 10 % risks a pause; for complaints, 0.1 % and 0.5 %. The defaults here warn 
 review level and call the review level itself danger. ``SENDFLEET["REPUTATION"]`` changes them.
 
 Below ``MIN_SENDS`` sends in the window a rate says little (one bounce in 20 sends is 5 %), so
-its level is ``unknown``, like a rate no delivery event can inform. That floor is ours, not
-SendFleet's or AWS's: 0 judges from the first send.
+its level is ``unknown``, like a rate no delivery event can inform. Below ``MIN_EVENTS``
+bounces (or complaints) a rate over the danger threshold is only ``warning``: one complaint in
+500 sends is 0.2 %, twice SES's complaint review level, yet it is one person pressing "report
+spam", and danger holds every bulk mailer. Both floors are ours, not SendFleet's or AWS's: 0
+judges from the first send and the first event.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ LEVELS = (UNKNOWN, HEALTHY, WARNING, DANGER)
 DEFAULT_BOUNCE = (0.025, 0.05)
 DEFAULT_COMPLAINT = (0.0005, 0.001)
 DEFAULT_MIN_SENDS = 100
-_KEYS = frozenset({"BOUNCE_RATE", "COMPLAINT_RATE", "MIN_SENDS"})
+DEFAULT_MIN_EVENTS = 3
+_KEYS = frozenset({"BOUNCE_RATE", "COMPLAINT_RATE", "MIN_SENDS", "MIN_EVENTS"})
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,14 @@ class Thresholds:
     complaint: tuple[float, float] = DEFAULT_COMPLAINT
     #: Fewer sends than this in the window: the level is unknown.
     min_sends: int = DEFAULT_MIN_SENDS
+    #: Fewer events than this (bounces, or complaints): at most warning, never danger.
+    min_events: int = DEFAULT_MIN_EVENTS
 
 
-def level_for(value: float, thresholds: tuple[float, float]) -> str:
+def level_for(value: float, thresholds: tuple[float, float], events: int, min_events: int) -> str:
+    """The level of a rate of ``events`` events; danger takes ``min_events`` of them."""
     warning, danger = thresholds
-    if value >= danger:
+    if value >= danger and events >= min_events:
         return DANGER
     return WARNING if value >= warning else HEALTHY
 
@@ -60,22 +67,27 @@ def rank(level: str) -> int:
 
 def parse_thresholds(name: str, value: Any) -> Thresholds:
     """``SENDFLEET["REPUTATION"]``: a dict of ``BOUNCE_RATE`` and ``COMPLAINT_RATE`` (each
-    ``(warning, danger)`` fractions) and ``MIN_SENDS``; keys left out keep their defaults."""
+    ``(warning, danger)`` fractions), ``MIN_SENDS`` and ``MIN_EVENTS``; keys left out keep their
+    defaults."""
     if value is None:
         return Thresholds()
     if not isinstance(value, Mapping) or not set(value) <= _KEYS:
         raise SendFleetConfigurationError(
             f"SendFleet {name} must be a dict with any of BOUNCE_RATE, COMPLAINT_RATE (each a "
             "(warning, danger) pair of fractions, e.g. (0.025, 0.05) for 2.5 % and 5 %) and "
-            "MIN_SENDS."
+            "MIN_SENDS and MIN_EVENTS."
         )
-    min_sends = value.get("MIN_SENDS", DEFAULT_MIN_SENDS)
-    if isinstance(min_sends, bool) or not isinstance(min_sends, int) or min_sends < 0:
-        raise SendFleetConfigurationError(f"SendFleet {name}['MIN_SENDS'] must be 0 or more.")
+    floors = {}
+    for key, default in (("MIN_SENDS", DEFAULT_MIN_SENDS), ("MIN_EVENTS", DEFAULT_MIN_EVENTS)):
+        floor = value.get(key, default)
+        if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+            raise SendFleetConfigurationError(f"SendFleet {name}['{key}'] must be 0 or more.")
+        floors[key] = floor
     return Thresholds(
         bounce=_pair(name, "BOUNCE_RATE", value.get("BOUNCE_RATE", DEFAULT_BOUNCE)),
         complaint=_pair(name, "COMPLAINT_RATE", value.get("COMPLAINT_RATE", DEFAULT_COMPLAINT)),
-        min_sends=min_sends,
+        min_sends=floors["MIN_SENDS"],
+        min_events=floors["MIN_EVENTS"],
     )
 
 

@@ -31,9 +31,10 @@ SENDER = "Shop <shop@example.com>"
 
 @pytest.fixture
 def webhooks(sandbox, sendfleet_settings):
-    """The sandbox's events reach the app's webhook view; 10 sends are enough to judge."""
+    """The sandbox's events reach the app's webhook view; 10 sends and 1 event are enough to
+    judge (the thresholds, not the floors, are what these tests are about)."""
     sendfleet_settings["WEBHOOK_SECRET"] = SECRET
-    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10}
+    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "MIN_EVENTS": 1}
     sandbox.configure_webhook(reverse("sendfleet-webhook"), SECRET)
     return sandbox
 
@@ -105,7 +106,11 @@ def test_each_bounce_level_at_the_default_thresholds(webhooks, bounces, level):
 
 @pytest.mark.parametrize(("complaints", "level"), [(0, "healthy"), (1, "warning"), (2, "danger")])
 def test_each_complaint_level_at_set_thresholds(webhooks, sendfleet_settings, complaints, level):
-    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "COMPLAINT_RATE": (0.05, 0.1)}
+    sendfleet_settings["REPUTATION"] = {
+        "MIN_SENDS": 10,
+        "MIN_EVENTS": 1,
+        "COMPLAINT_RATE": (0.05, 0.1),
+    }
     send(webhooks, recipients(good=20 - complaints, complaints=complaints))
     account = shared()
     assert (account.complaint.level, account.bounce.level) == (level, "healthy")
@@ -125,6 +130,46 @@ def test_rates_are_kept_per_mailer_too(webhooks):
     news = snapshot.mailers[("shared", "news")]
     assert (news.counts.sends, news.counts.hard_bounces, news.bounce.level) == (10, 2, "danger")
     assert snapshot.accounts["shared"].counts == reputation.Counts(21, 2, 0)
+
+
+def judged(sends, bounces=0, complaints=0, thresholds=None):
+    return reputation.rates_of(
+        "shared",
+        None,
+        reputation.Counts(sends, bounces, complaints),
+        thresholds or Thresholds(),
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sends", "complaints", "level"),
+    [
+        (500, 1, "warning"),  # 0.2 %: one "report spam", not danger on its own
+        (100, 2, "warning"),  # 2 %: two people, still not danger
+        (2_000, 5, "danger"),  # 0.25 %, five complaints: danger at the defaults
+        (3_000, 3, "danger"),  # 0.1 %: the review level, three complaints
+        (10_000, 3, "healthy"),  # 0.03 %
+    ],
+)
+def test_danger_takes_min_events_at_the_default_thresholds(sends, complaints, level):
+    assert judged(sends, complaints=complaints).complaint.level == level
+
+
+@given(sends=st.integers(100, 10**7), bounces=st.integers(0, 1), complaints=st.integers(0, 1))
+def test_one_event_never_reaches_danger_at_the_defaults(sends, bounces, complaints):
+    assert judged(sends, bounces, complaints).level != "danger"
+
+
+def test_min_events_zero_judges_from_the_first_event():
+    assert judged(500, complaints=1, thresholds=Thresholds(min_events=0)).level == "danger"
+
+
+def test_min_events_is_a_setting_checked_like_min_sends(settings):
+    settings.SENDFLEET = {"REPUTATION": {"MIN_EVENTS": 5}}
+    assert SendFleetSettings().reputation.min_events == 5
+    with pytest.raises(SendFleetConfigurationError, match="MIN_EVENTS"):
+        parse_thresholds("SENDFLEET['REPUTATION']", {"MIN_EVENTS": -1})
 
 
 def test_below_min_sends_the_figure_is_shown_but_not_judged(webhooks, sendfleet_settings):
@@ -196,7 +241,7 @@ def test_the_signal_is_sent_once_when_a_level_changes(webhooks, changes):
 def test_the_rise_is_logged_as_a_warning_and_the_fall_announced(
     webhooks, sendfleet_settings, changes, caplog
 ):
-    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "BOUNCE_RATE": (0.1, 0.2)}
+    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "MIN_EVENTS": 1, "BOUNCE_RATE": (0.1, 0.2)}
     send(webhooks, recipients(good=8, bounces=2))  # 20 %
     with caplog.at_level("INFO", logger="django_sendfleet"):
         reputation_state.check_now()
@@ -349,7 +394,7 @@ def test_any_reputation_setting_is_read_or_refused_with_a_configuration_error(va
 def test_thresholds_default_to_half_and_all_of_ses_review_levels(settings):
     settings.SENDFLEET = {}
     assert SendFleetSettings().reputation == Thresholds(
-        bounce=(0.025, 0.05), complaint=(0.0005, 0.001), min_sends=100
+        bounce=(0.025, 0.05), complaint=(0.0005, 0.001), min_sends=100, min_events=3
     )
     settings.SENDFLEET = {"REPUTATION": {"BOUNCE_RATE": (0.01, 0.02)}}
     assert SendFleetSettings().reputation.bounce == (0.01, 0.02)
