@@ -229,6 +229,7 @@ class SendLogAdmin(admin.ModelAdmin):
             "errors_chart": dashboard.errors_chart(summary, changelist_url),
             "error_rows": [(code, sends, spec_for_code(code)) for code, sends in summary.errors],
             **reputation_admin.panel(self, request, changelist_url),
+            **dashboard.outbox_context(),
         }
         return TemplateResponse(request, self.dashboard_template, context)
 

@@ -1,4 +1,5 @@
-"""The admin dashboard: sends per day by status and the top error codes, drawn as inline SVG.
+"""The admin dashboard: sends per day by status and the top error codes, drawn as inline SVG,
+and the outbox panel (rows waiting per priority and mailer, ``backlog.py``).
 
 Both charts come from one query of the per-day rollups (``rollups.py``): a few hundred rows
 for the last ``DAYS`` days however big the log is. Days are those of ``settings.TIME_ZONE``, as
@@ -18,8 +19,10 @@ from django.utils.html import escape, format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
-from . import rollups
+from . import backlog, rollups
+from .conf import SendFleetSettings
 from .error_table import SPECS_BY_CODE
+from .exceptions import SendFleetConfigurationError
 from .log_status import LogStatus
 
 DAYS = 30
@@ -68,6 +71,48 @@ class Dashboard:
     def status_rows(self) -> list[tuple[str, str, int]]:
         """(status, colour, sends) for every status, in stacking order."""
         return [(s, colour, self.totals_by_status[s]) for s, colour in stacking_order()]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One line of the outbox panel: a priority, and a mailer with rows waiting at it."""
+
+    priority: str
+    mailer: str
+    waiting: int
+    due: int
+    oldest_due: str
+    to_send: str
+
+
+def outbox_context() -> dict[str, object]:
+    """The dashboard context of the outbox panel: rows waiting per priority and mailer, the
+    oldest due row's age, the time to send them at the key's rate (``backlog.py``)."""
+    figures = backlog.collect()
+    rows = []
+    for priority, groups in figures.by_priority():
+        if not groups:
+            rows.append(OutboxRow(priority, "", 0, 0, "", ""))
+        for group in groups:
+            oldest, drain = group.oldest_due_seconds, group.drain_seconds
+            rows.append(
+                OutboxRow(
+                    priority,
+                    group.mailer or "default",
+                    group.waiting,
+                    group.due,
+                    "" if oldest is None else backlog.duration(oldest),
+                    "" if drain is None or not group.due else f"about {backlog.duration(drain)}",
+                )
+            )
+    try:
+        late = backlog.late_high_priority(figures, SendFleetSettings())
+    except SendFleetConfigurationError:
+        late = None
+    return {
+        "outbox_rows": rows,
+        "outbox_late": None if late is None else backlog.duration(late.total_seconds()),
+    }
 
 
 def stacking_order() -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connections, router
 from django.db.migrations.loader import MigrationLoader
 from django.utils.module_loading import import_string
 
-from . import error_table
+from . import backlog, error_table
 from .api_probe import check_api_accepts_key
 from .backends import QueuedEmailBackend
 from .check_result import ERROR, OK, WARNING, CheckResult
@@ -47,6 +47,7 @@ from .config_review import (
 from .exceptions import (
     SendFleetConfigurationError,
 )
+from .priority import PRIORITIES
 from .reputation_check import check_reputation
 
 
@@ -226,6 +227,39 @@ def check_webhooks() -> CheckResult | None:
     return CheckResult("webhooks", OK, "not used (URL not routed, no WEBHOOK_SECRET)", data=data)
 
 
+def check_outbox() -> CheckResult | None:
+    """Queued rows waiting, per priority and mailer; a warning when a high-priority row has
+    waited longer than ``HIGH_PRIORITY_MAX_WAIT`` (workers down, too few, or busy)."""
+    if not apps.is_installed("django_sendfleet"):
+        return None
+    try:
+        figures = backlog.collect()
+        late = backlog.late_high_priority(figures, SendFleetSettings())
+    except SendFleetConfigurationError:
+        return None  # check_settings reports it
+    except DatabaseError as error:
+        return CheckResult("outbox", WARNING, f"the outbox could not be read: {error}")
+    data = {
+        "waiting": {priority: figures.waiting(priority) for priority in PRIORITIES},
+        "oldest_due_seconds": {p: figures.oldest_due_seconds(p) for p in PRIORITIES},
+        "groups": [group.as_data() for group in figures.groups],
+    }
+    if late is None:
+        return CheckResult("outbox", OK, figures.summary(), data=data)
+    message = (
+        f"the oldest due high-priority row has waited {backlog.duration(late.total_seconds())}, "
+        f"longer than SENDFLEET['HIGH_PRIORITY_MAX_WAIT']; {figures.summary()}"
+    )
+    return CheckResult("outbox", WARNING, message, OUTBOX_FIX, data)
+
+
+OUTBOX_FIX = (
+    "Check that the task workers run and keep up (docs/queued.md, 'Priorities'): start more, "
+    "run 'manage.py sendfleet_requeue' from cron for lost tasks, and mark newsletters BULK so "
+    "that transactional mail goes first."
+)
+
+
 #: Run for each SendFleet mailer, in order. --send-test adds ``check_send_test``.
 def check_rate_limiter(mailer: Mailer) -> CheckResult | None:
     problem = rate_limit_cache_problem(mailer.conf)
@@ -298,5 +332,6 @@ PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
     check_server_email,
     check_database,
     check_webhooks,
+    check_outbox,
     check_reputation,
 ]

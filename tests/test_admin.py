@@ -456,9 +456,13 @@ def test_dashboard_draws_the_last_30_days(admin_client):
     assert "<script" not in html.split('id="content-main"')[1]
     # The counts come from the per-day rollups, queries bounded by day: never from the log.
     # The reputation panel (issue 15) adds its 7 days and its count of held sends there, and
-    # reads the log for one thing, the week's bounced rows' domains (the status index).
-    [log_query] = [q["sql"] for q in queries if "django_sendfleet_sendlog" in q["sql"]]
-    assert "'bounced'" in log_query and '"created_at" >=' in log_query
+    # reads the log for one thing, the week's bounced rows' domains (the status index); the
+    # outbox panel (issue 20) for the rows waiting, grouped (the outbox's partial index).
+    log_queries = [q["sql"] for q in queries if "django_sendfleet_sendlog" in q["sql"]]
+    [log_query] = [sql for sql in log_queries if "'bounced'" in sql]
+    assert '"created_at" >=' in log_query
+    [outbox_query] = [sql for sql in log_queries if sql != log_query]
+    assert "'pending'" in outbox_query and "GROUP BY" in outbox_query
     rollup_queries = [q["sql"] for q in queries if "django_sendfleet_sendrollup" in q["sql"]]
     by_day = [sql for sql in rollup_queries if '"day" >=' in sql.split("WHERE")[1]]
     assert len(rollup_queries) == 3 and len(by_day) == 2
