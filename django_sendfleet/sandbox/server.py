@@ -9,6 +9,11 @@ Control API (JSON in, JSON out), for tests, demos and workers in other processes
     POST /_sandbox/suppress   {"email": "...", "account": "default"}
     POST /_sandbox/config     {"latency": 0.2, "rate_limit": [10, 2], "usage_lag": 30,
                                "advance_clock": 60, "webhook_url": "...", "webhook_secret": "..."}
+
+The control API answers only what a local program asks (issue 23): a loopback ``Host`` (a web
+page's DNS rebinding brings its own name, and would read every captured mail, reset links
+included), no ``Origin`` from elsewhere (a page's cross-origin request), and a POST body of
+``application/json`` (a page's form or ``text/plain`` POST needs no preflight; JSON does).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from django.http.request import split_domain_port
+
 from .answers import Response
 from .state import SandboxState
 from .webhooks import WebhookSender
@@ -39,6 +46,14 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # The longest a "timeout" fault keeps a connection without answering, for clients without a
 # read timeout of their own.
 NO_ANSWER_LIMIT = 60.0
+#: The host names the control API answers to, whatever the port.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header value, without its port ("[::1]" keeps its brackets);
+    "" when it cannot be read."""
+    return split_domain_port(host)[0]
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -199,7 +214,24 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     # Control API.
 
+    def _control_refusal(self, method: str) -> tuple[int, str] | None:
+        """Why a request cannot be a local program's call to the control API, or None."""
+        host = self.headers.get("Host", "")
+        if _host_name(host) not in LOOPBACK_HOSTS | {self.server.server_name}:
+            return 403, "The control API answers loopback host names only."
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != f"http://{host}":
+            return 403, "The control API answers no cross-origin requests."
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if method == "POST" and content_type != "application/json":
+            return 415, "The control API takes application/json."
+        return None
+
     def _control(self, method: str, name: str, body: bytes) -> None:
+        refusal = self._control_refusal(method)
+        if refusal is not None:
+            self._write_json(refusal[0], {"detail": refusal[1]})
+            return
         routes: dict[str, tuple[str, Callable[[Any], Any]]] = {
             "requests": ("GET", self._list_requests),
             "accepted": ("GET", self._list_accepted),
