@@ -224,7 +224,8 @@ class RecipientSender:
             self.client.prepare(payload)
             if self.limiter is not None:
                 try:
-                    waited += self.limiter.acquire(self.policy.limiter_budget(waited))
+                    budget = self.policy.limiter_budget(waited)
+                    waited += self.limiter.acquire(budget, priority=priority)
                 except SendFleetRateLimitWait as wait:
                     # No slot in time: nothing was sent by this attempt.
                     wait.attempts, wait.recipient, wait.payload = attempts, recipient, payload
