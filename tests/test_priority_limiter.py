@@ -425,3 +425,30 @@ def test_processes_sharing_one_key_leave_transactional_sends_the_next_slot(
                 in_window = sum(when - window < other <= when for other in times)
                 assert in_window <= REAL["requests"] - 1, (number, when)
     assert any(refused_at for _, refused_at in refusals), "the drain never saturated the key"
+
+
+# The send path tells the limiter each message's priority.
+
+
+@pytest.mark.django_db
+def test_each_send_asks_the_limiter_with_its_messages_priority(
+    settings: Any, redis_url: str, sendfleet_settings: Any, sandbox: Any
+) -> None:
+    import redis
+
+    from django_sendfleet.conf import SendFleetSettings
+
+    from .conftest import message
+
+    settings.CACHES = {"default": _redis_cache(redis_url)}
+    # A key of this test's own: its window on the shared Redis holds only this test's sends.
+    sendfleet_settings.update(API_KEY=sandbox.add_key(), RATE_LIMIT="60/min")
+    limiter = SlidingWindowLimiter.for_settings(SendFleetSettings(), "default")
+    assert limiter is not None
+
+    bulk, transactional = message(to=["ann@example.com"]), message(to=["bob@example.com"])
+    bulk.priority = LOW
+    assert bulk.send() == transactional.send() == 1
+
+    members = redis.Redis.from_url(redis_url).zrange(limiter.cache_key, 0, -1)
+    assert sorted(member.decode().split(":")[0] for member in members) == [HIGH, LOW]
