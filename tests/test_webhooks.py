@@ -2,11 +2,13 @@
 
 import json
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
+from django.utils import timezone
 
 from django_sendfleet import signals
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
@@ -218,19 +220,21 @@ class TestEffects:
         assert SendLog.objects.get().status == "queued"
 
     def test_tracking_event_is_normalised_like_anymail(self, client, logged_send, tracking_events):
+        # Signed an hour ago: well inside WEBHOOK_MAX_AGE on any date, at any time of day.
+        signed = (timezone.now() - timedelta(hours=1)).replace(microsecond=0)
         post_event(
             client,
             event(
                 "email.bounced",
                 bounce_type="Permanent",
                 description="No such user",
-                timestamp="2026-11-28T10:00:00Z",
+                timestamp=f"{signed:%Y-%m-%dT%H:%M:%S}Z",
             ),
         )
         [tracked] = tracking_events
         assert tracked.event_type == "bounced" and tracked.message_id == "msg-1"
         assert tracked.description == "No such user" and tracked.permanent is True
-        assert tracked.timestamp.isoformat() == "2026-11-28T10:00:00+00:00"
+        assert tracked.timestamp.isoformat() == f"{signed:%Y-%m-%dT%H:%M:%S}+00:00"
         assert tracked.esp_event["bounce_type"] == "Permanent"
 
     def test_a_receiver_that_raises_does_not_lose_the_event(self, client, logged_send):
