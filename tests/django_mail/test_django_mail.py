@@ -13,11 +13,11 @@ if not source.requested():
         allow_module_level=True,
     )
 
-from .harness import ADOPTED_SMTP_TESTS, build_test_classes, django_series
+from .harness import ADOPTED_TESTS, build_test_classes, django_series
 
-if django_series() not in ADOPTED_SMTP_TESTS:
+if django_series() not in ADOPTED_TESTS:
     pytest.skip(
-        f"Django's email tests are adapted for Django {', '.join(ADOPTED_SMTP_TESTS)}, "
+        f"Django's email tests are adapted for Django {', '.join(ADOPTED_TESTS)}, "
         f"not {django_series()}",
         allow_module_level=True,
     )
