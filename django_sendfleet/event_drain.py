@@ -89,6 +89,20 @@ retry_look = NowAndThen(RETRY_LOOK_SECONDS)
 unknown_send_scan = NowAndThen(UNKNOWN_SEND_SCAN_SECONDS)
 
 
+def forget_waiting(timeout: float = 10.0) -> bool:
+    """Drop the events this process stored and has not applied, and let the next event make
+    the now-and-then looks: for test isolation (the sandbox's helpers), whose tests roll those
+    events back. Waits up to ``timeout`` for a batch being applied; False if it still is."""
+    if not _drain.lock.acquire(timeout=timeout):
+        return False
+    try:
+        _drain.waiting.clear()
+        retry_look.last = unknown_send_scan.last = -float("inf")
+    finally:
+        _drain.lock.release()
+    return True
+
+
 def after_answer(stored: WebhookEvent | None) -> None:
     """The work the webhook view leaves until its answer is sent: the events this process
     stored (this one among them, unless None); then, now and then, the retries and the unknown

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,29 @@ _refused_here: dict[str, datetime] = {}
 _lock = threading.Lock()
 
 
+def cache_key_for(api_key: str) -> str:
+    """The name of a key's refusal, here and in the cache: a hash, never the key."""
+    return f"{KEY_NAMESPACE}:{hashlib.sha256(api_key.encode()).hexdigest()[:24]}"
+
+
+def forget_refusals(api_keys: Iterable[str] = (), cache_aliases: Iterable[str] = ()) -> None:
+    """Lift every pause this process knows of, and those of ``api_keys`` (another process may
+    have recorded them), here and in ``cache_aliases``: for test isolation (the sandbox's
+    helpers), so that one test's 401 does not refuse the next test's sends."""
+    with _lock:
+        names = set(_refused_here)
+        _refused_here.clear()
+    names.update(cache_key_for(key) for key in api_keys)
+    for alias in cache_aliases:
+        for name in names:
+            shared_cache.delete(alias, name)
+
+
 class KeyGuard:
     """The refusal state of one API key."""
 
     def __init__(self, api_key: str, cache_alias: str, pause_seconds: float) -> None:
-        digest = hashlib.sha256(api_key.encode()).hexdigest()[:24]
-        self.cache_key = f"{KEY_NAMESPACE}:{digest}"
+        self.cache_key = cache_key_for(api_key)
         self.cache_alias = cache_alias
         self.pause_seconds = pause_seconds
 

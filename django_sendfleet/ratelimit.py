@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
@@ -79,6 +80,18 @@ def is_shared(cache_alias: str) -> bool:
     return not isinstance(caches[cache_alias], LocMemCache | DummyCache)
 
 
+def forget_windows() -> None:
+    """Empty the windows of every limiter made in this process, in their caches and in memory:
+    for test isolation (the sandbox's helpers), so that one test's sends never make the next
+    test's wait."""
+    for alias, base_key in list(_windows_made):
+        if alias not in settings.CACHES:  # a cache a test configured, gone with its settings
+            continue
+        for key in (base_key, base_key + ":lock", *(base_key + s for s in _STATE_SUFFIXES)):
+            shared_cache.delete(alias, key)
+    _process_states.clear()
+
+
 def _check_priority(priority: str) -> None:
     if priority not in (HIGH, LOW):
         raise ValueError(f"priority must be {HIGH!r} or {LOW!r}, not {priority!r}")
@@ -118,6 +131,7 @@ class SlidingWindowLimiter:
         # Only the part before the dot: the secret after it must never reach a cache key.
         self.key_id = key_id.split(".", 1)[0]
         self._base_key = f"{KEY_NAMESPACE}:{self.key_id}:{requests}/{self.seconds:g}s"
+        _windows_made.add((cache_alias, self._base_key))
         caches[cache_alias]
 
     @classmethod
@@ -313,5 +327,11 @@ class _ProcessStates:
             state = self._states.setdefault(key, SlotState())
             return decide(state, now, rate, priority, waiter, will_wait)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._states.clear()
+
 
 _process_states = _ProcessStates()
+#: (cache alias, key) of each limiter made in this process: what forget_windows() empties.
+_windows_made: set[tuple[str, str]] = set()

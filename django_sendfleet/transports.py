@@ -19,8 +19,9 @@ from requests.adapters import BaseAdapter
 
 
 class Transport(Protocol):
-    def adapter(self) -> BaseAdapter:
-        """A new adapter for one client session."""
+    def adapter(self) -> BaseAdapter | None:
+        """A new adapter for one client session; None: the network (a socket sandbox that
+        only records the waits)."""
         ...
 
     def wait_before_retry(self, seconds: float) -> None:
@@ -52,7 +53,9 @@ def mount(session: requests.Session, url: str) -> None:
     with _lock:
         found = [(p, t) for p, t in _installed.items() if url.lower().startswith(p)]
     for prefix, transport in found:
-        session.mount(prefix, transport.adapter())
+        adapter = transport.adapter()
+        if adapter is not None:
+            session.mount(prefix, adapter)
 
 
 def wait(seconds: float) -> None:

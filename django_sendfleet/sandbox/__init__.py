@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 
+from .. import transports
 from .answers import Response
 from .base import BaseSandbox, generate_api_key
 from .defaults import (
@@ -46,7 +47,7 @@ from .inprocess import InProcessSandbox
 from .plans import DEFAULT_PLAN, PLANS, Plan
 from .server import CONTROL_PREFIX, SEND_PATH, SandboxServer
 from .state import RecordedRequest, SandboxState
-from .webhooks import Delivery, WebhookSender
+from .webhooks import Delivery
 from .world import Account, ApiKey, Domain
 
 __all__ = [
@@ -91,6 +92,10 @@ class Sandbox(BaseSandbox):
 
     For anything another process must reach: the demo, worker processes, ``live_server``
     webhooks, and tests of what happens on the wire (connections, keep-alive, drops).
+
+    ``record_waits``: while it runs, django-sendfleet's clients in this process record their
+    waits between retries in ``retry_waits`` (and move the sandbox's clock on by each)
+    instead of sleeping, as with the in-process sandbox. The test helpers ask for it.
     """
 
     def __init__(
@@ -102,10 +107,12 @@ class Sandbox(BaseSandbox):
         populate: bool = True,
         plan: str = DEFAULT_PLAN,
         usage_lag: float = 0.0,
+        record_waits: bool = False,
     ) -> None:
         super().__init__(rate_limit, latency, populate, plan, usage_lag)
         self.host = host
         self.port = port
+        self.record_waits = record_waits
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -124,6 +131,8 @@ class Sandbox(BaseSandbox):
             daemon=True,
         )
         self._thread.start()
+        if self.record_waits:
+            transports.install(self.base_url + "/", self)
         return self
 
     def stop(self) -> None:
@@ -131,6 +140,7 @@ class Sandbox(BaseSandbox):
             return
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        transports.uninstall(self.base_url_of(server))
         self.configure_webhook(None)
         server.shutdown()
         server.close_open_connections()
@@ -142,11 +152,15 @@ class Sandbox(BaseSandbox):
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("Start the sandbox before asking for its URL.")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return self.base_url_of(self._server)
 
-    def _webhook_deliverer(self, url: str, secret: str) -> WebhookSender:
-        return WebhookSender(url, secret)
+    def base_url_of(self, server: SandboxServer) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{server.port}"
+
+    def adapter(self) -> None:
+        """django_sendfleet.transports.Transport: requests go over the network."""
+        return None
 
     @property
     def connections_opened(self) -> int:

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import secrets
 import string
+import threading
+import time
+from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from . import defaults
+from .applied import wait_until_applied
 from .clock import SandboxClock
 from .defaults import DEFAULT_ACCOUNT
 from .plans import DEFAULT_PLAN, PLAN_FOR_MODE, Plan, get_plan
 from .server import SEND_PATH
 from .state import RecordedRequest, SandboxState, WebhookDeliverer
-from .webhooks import Delivery
-from .world import Account, ApiKey, Domain
+from .webhooks import Delivery, InProcessWebhooks, WebhookSender
+from .world import DOMAIN_STATES, Account, ApiKey, Domain, check_choice
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -54,6 +59,10 @@ class BaseSandbox:
             usage_lag=usage_lag,
             in_process=self.in_process,
         )
+        #: Seconds the client would have slept before each retry, in order, when this
+        #: sandbox records the waits (in process always; the socket sandbox if asked).
+        self.retry_waits: list[float] = []
+        self._waits_lock = threading.Lock()
         if populate:
             defaults.populate(self.state, plan=self.plan.name)
 
@@ -126,6 +135,25 @@ class BaseSandbox:
         mode = mode or self.state.account(account).plan_mode
         return self.state.add_domain(Domain(name, account, state, mode, spf_verified, dmarc))
 
+    def add_sender_domain(self, name: str, state: str = "verified", replace: bool = False) -> None:
+        """Register ``name`` in every account (in each account's plan's mode): your project's
+        own sender domain, in every ready-made account. ``replace``: also where it is known."""
+        check_choice(state, DOMAIN_STATES, "domain state")
+        for account in self.state.account_names:
+            if replace or not self.state.has_domain(account, name):
+                self.add_domain(name, account, state)
+
+    def add_sender_domains(self, domains: Mapping[str, str] | list[str] | tuple[str, ...]) -> None:
+        """``add_sender_domain`` for each name (a mapping: name -> state), replacing."""
+        states = domains if isinstance(domains, Mapping) else dict.fromkeys(domains, "verified")
+        for name, state in states.items():
+            self.add_sender_domain(name, state, replace=True)
+
+    @property
+    def api_keys(self) -> list[str]:
+        """Every key the sandbox knows, whatever its state (never recorded with requests)."""
+        return self.state.api_keys
+
     def suppress(self, email: str, account: str = DEFAULT_ACCOUNT) -> None:
         self.state.suppress(email, account)
 
@@ -160,6 +188,13 @@ class BaseSandbox:
         ``"malformed"``, ``"slow:<seconds>"`` or ``"timeout"``. See ``faults.py``."""
         self.state.inject_fault(kind, count)
 
+    def wait_before_retry(self, seconds: float) -> None:
+        """django_sendfleet.transports.Transport: record a wait the client would have slept,
+        and let the sandbox's clock move on by it."""
+        with self._waits_lock:
+            self.retry_waits.append(seconds)
+        self.clock.advance(seconds)
+
     def advance_clock(self, seconds: float) -> None:
         """Let ``seconds`` pass for the sandbox at once: rate windows, IP blocks and the usage
         lag run out as if that time had passed."""
@@ -174,14 +209,31 @@ class BaseSandbox:
 
     def configure_webhook(self, url: str | None, secret: str = "") -> None:
         """Deliver signed events for messages accepted on a Shared plan to ``url`` (None stops
-        deliveries). See ``webhooks.py`` for the events and the addresses that ask for
-        bounces and complaints."""
+        deliveries). A path (``/sendfleet/webhook/``), or any URL in process: the events wait
+        for ``deliver_webhooks()``, which posts them through Django's test client. A URL on
+        the socket sandbox: posted over HTTP from a thread as they come. See ``webhooks.py``
+        for the events and the addresses that ask for bounces and complaints."""
         if url and not secret:
             raise ValueError("A webhook needs a signing secret.")
         self.state.configure_webhook(self._webhook_deliverer(url, secret) if url else None)
 
     def _webhook_deliverer(self, url: str, secret: str) -> WebhookDeliverer:
-        raise NotImplementedError
+        if self.in_process or not urlsplit(url).scheme:
+            return InProcessWebhooks(url, secret)
+        return WebhookSender(url, secret)
+
+    def deliver_webhooks(self, timeout: float = 10.0) -> list[Delivery]:
+        """Post every event waiting so far, in order, and return these deliveries (each with
+        the status your view answered) once your project has applied them. Through Django's
+        test client in this thread; for a URL on the socket sandbox, wait for its thread
+        (up to ``timeout`` seconds)."""
+        webhooks = self.state.webhooks
+        if webhooks is None:
+            return []
+        deadline = time.monotonic() + timeout
+        made = webhooks.deliver(timeout)
+        wait_until_applied(made, deadline)
+        return made
 
     @property
     def webhook_deliveries(self) -> list[Delivery]:
@@ -190,10 +242,16 @@ class BaseSandbox:
         return list(webhooks.deliveries) if webhooks is not None else []
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
-        """Return once every event so far has been posted; False on timeout. (In process:
-        post them now, through Django's test client.)"""
+        """Return True once every event so far has been posted and, when your project's
+        webhook view accepted it, applied to its send log (or failed); False on timeout.
+        (Events waiting for ``deliver_webhooks()`` are posted now.)"""
         webhooks = self.state.webhooks
-        return webhooks.wait_until_idle(timeout) if webhooks is not None else True
+        if webhooks is None:
+            return True
+        deadline = time.monotonic() + timeout
+        if not webhooks.wait_until_idle(timeout):
+            return False
+        return wait_until_applied(webhooks.deliveries, deadline)
 
     # Traffic.
 
@@ -223,5 +281,8 @@ class BaseSandbox:
         return [str(payload.get("to")) for payload in self.payloads]
 
     def reset(self) -> None:
-        """Forget traffic, rate windows, IP blocks, quota use and faults; keep the setup."""
+        """Forget traffic, rate windows, IP blocks, quota use, faults and recorded waits;
+        keep the setup."""
         self.state.reset()
+        with self._waits_lock:
+            self.retry_waits.clear()

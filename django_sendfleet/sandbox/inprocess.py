@@ -29,7 +29,6 @@ from .. import transports
 from .adapter import SandboxAdapter
 from .base import BaseSandbox
 from .plans import DEFAULT_PLAN
-from .webhooks import Delivery, InProcessWebhooks
 
 
 class InProcessSandbox(BaseSandbox):
@@ -50,8 +49,6 @@ class InProcessSandbox(BaseSandbox):
         super().__init__(rate_limit, latency, populate, plan, usage_lag)
         self.host = f"sandbox-{next(self._numbers)}.sendfleet.localhost"
         self.client_ip = client_ip
-        #: Seconds the client would have slept before each retry, in order.
-        self.retry_waits: list[float] = []
         self._lock = threading.Lock()
         self._connection_ids = itertools.count(1)
         self._connections_opened = 0
@@ -82,11 +79,6 @@ class InProcessSandbox(BaseSandbox):
     def adapter(self) -> SandboxAdapter:
         return SandboxAdapter(self.state, self.client_ip, self._open_connection)
 
-    def wait_before_retry(self, seconds: float) -> None:
-        with self._lock:
-            self.retry_waits.append(seconds)
-        self.clock.advance(seconds)
-
     def _open_connection(self) -> int:
         with self._lock:
             self._connections_opened += 1
@@ -104,20 +96,8 @@ class InProcessSandbox(BaseSandbox):
         session.mount(self.base_url + "/", self.adapter())
         return session
 
-    # Webhooks: delivered through Django's test client when the test asks.
-
-    def _webhook_deliverer(self, url: str, secret: str) -> InProcessWebhooks:
-        return InProcessWebhooks(url, secret)
-
-    def deliver_webhooks(self) -> list[Delivery]:
-        """Post every event waiting so far to the webhook view, in order, in this thread;
-        return these deliveries (each with the status the view answered)."""
-        webhooks = self.state.webhooks
-        return webhooks.deliver() if isinstance(webhooks, InProcessWebhooks) else []
-
     def reset(self) -> None:
         """Forget traffic, rate windows, IP blocks, quota use, faults and recorded waits."""
         super().reset()
         with self._lock:
-            self.retry_waits.clear()
             self._connections_opened = 0

@@ -7,7 +7,10 @@ Enable with ``pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]`` in a
 socket server: by using the ``sendfleet_socket_sandbox`` fixture (then both names are the same
 server), by ``@pytest.mark.sendfleet_sandbox(socket=True)``, or, for a whole suite, with
 ``sendfleet_sandbox = socket`` in the pytest ini file. The same marker and ini file choose the
-plan (``plan="starter-byoc"``, ``sendfleet_plan = pro``) and the usage lag.
+plan (``plan="starter-byoc"``, ``sendfleet_plan = pro``), the usage lag, and the sender domains
+beyond your settings' (``sender_domains=...``, ``sendfleet_sender_domains = a.example``).
+
+Each sandbox starts and ends with django-sendfleet's process state reset (``isolation.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import pytest
 from . import InProcessSandbox, Sandbox
 from .base import BaseSandbox
 from .plans import DEFAULT_PLAN
-from .testing import BACKEND, backend_settings, make_sandbox
+from .testing import BACKEND, backend_settings, sandbox_for_test
 
 __all__ = ["BACKEND"]
 
 MODES = ("inprocess", "socket")
 MARKER = "sendfleet_sandbox"
+MARKER_OPTIONS = ("socket", "plan", "usage_lag", "rate_limit", "sender_domains", "project_domains")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,13 +43,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"the SendFleet plan of the sandbox's default account (default: {DEFAULT_PLAN})",
         default=DEFAULT_PLAN,
     )
+    parser.addini(
+        "sendfleet_sender_domains",
+        "sender domains every sandbox knows (verified), beyond DEFAULT_FROM_EMAIL's and "
+        "SERVER_EMAIL's",
+        type="args",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(socket=False, plan='{DEFAULT_PLAN}', usage_lag=0, rate_limit=(60, 60)): "
-        "options of this test's SendFleet sandbox",
+        f"{MARKER}(socket=False, plan='{DEFAULT_PLAN}', usage_lag=0, rate_limit=(60, 60), "
+        "sender_domains=(), project_domains=True): options of this test's SendFleet sandbox",
     )
 
 
@@ -58,12 +69,18 @@ def sandbox_options(request: pytest.FixtureRequest) -> dict[str, Any]:
         "socket": mode == "socket",
         "plan": str(request.config.getini("sendfleet_plan")).strip(),
     }
+    ini_domains = list(request.config.getini("sendfleet_sender_domains"))
     marker = request.node.get_closest_marker(MARKER)
     if marker is not None:
-        unknown = set(marker.kwargs) - {"socket", "plan", "usage_lag", "rate_limit"}
+        unknown = set(marker.kwargs) - set(MARKER_OPTIONS)
         if marker.args or unknown:
-            raise pytest.UsageError(f"{MARKER} takes socket, plan, usage_lag and rate_limit.")
+            raise pytest.UsageError(f"{MARKER} takes {', '.join(MARKER_OPTIONS)}.")
         options.update(marker.kwargs)
+    declared = options.get("sender_domains", ())
+    if isinstance(declared, str):
+        raise pytest.UsageError(f"{MARKER}(sender_domains=...) takes a list or a dict.")
+    states = declared if isinstance(declared, dict) else dict.fromkeys(declared, "verified")
+    options["sender_domains"] = dict.fromkeys(ini_domains, "verified") | states
     if "sendfleet_socket_sandbox" in request.fixturenames:
         options["socket"] = True
     return options
@@ -78,7 +95,7 @@ def sendfleet_socket_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox
     nothing a test configures (faults, rate limits, latency, keys) can leak into the next.
     """
     options = sandbox_options(request) | {"socket": True}
-    with make_sandbox(**options) as sandbox:
+    with sandbox_for_test(**options) as sandbox:
         assert isinstance(sandbox, Sandbox)
         yield sandbox
 
@@ -87,7 +104,7 @@ def sendfleet_socket_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox
 def sendfleet_inprocess_sandbox(request: pytest.FixtureRequest) -> Iterator[InProcessSandbox]:
     """A started in-process sandbox, removed after the test."""
     options = sandbox_options(request) | {"socket": False}
-    with make_sandbox(**options) as sandbox:
+    with sandbox_for_test(**options) as sandbox:
         assert isinstance(sandbox, InProcessSandbox)
         yield sandbox
 
@@ -106,10 +123,11 @@ def sendfleet_backend(settings: Any, sendfleet_sandbox: BaseSandbox) -> dict[str
     """Send this test's email through django-sendfleet to ``sendfleet_sandbox``.
 
     Needs pytest-django (its ``settings`` fixture). Django's test environment replaces every
-    mailer with the locmem backend; this puts the SendFleet backend back as the default
-    mailer and returns the ``SENDFLEET`` dict (yours, with the sandbox's URL and key and the
-    rate limiter off), which the test may change further. Turn ``RATE_LIMIT`` on in a test to
-    test pacing.
+    mailer with the locmem backend; this points each of your SendFleet mailers at the sandbox
+    with its own options (makes SendFleet's ``EmailBackend`` the default mailer if it is not
+    one), leaves the others to locmem, and returns the ``SENDFLEET`` dict (yours, with the
+    sandbox's URL and key and the rate limiter off), which the test may change further. Turn
+    ``RATE_LIMIT`` on in a test to test pacing.
     """
     for name, value in backend_settings(
         sendfleet_sandbox, getattr(settings, "SENDFLEET", None)

@@ -43,6 +43,8 @@ class WebhookDeliverer(Protocol):
 
     def message_accepted(self, recipient: str, message_id: str) -> None: ...
 
+    def deliver(self, timeout: float = 10.0) -> list[Delivery]: ...
+
     def wait_until_idle(self, timeout: float = 10.0) -> bool: ...
 
     def close(self) -> None: ...
@@ -101,6 +103,21 @@ class SandboxState:
         with self._lock:
             self._require_account(account)
             self._accounts[account].suppressed.add(email.strip().lower())
+
+    @property
+    def api_keys(self) -> list[str]:
+        """Every key the sandbox knows, whatever its state."""
+        with self._lock:
+            return list(self._keys)
+
+    @property
+    def account_names(self) -> list[str]:
+        with self._lock:
+            return list(self._accounts)
+
+    def has_domain(self, account: str, name: str) -> bool:
+        with self._lock:
+            return (account, domain_key(name)) in self._domains
 
     def _require_account(self, name: str) -> None:
         if name not in self._accounts:

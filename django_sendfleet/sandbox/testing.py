@@ -11,43 +11,32 @@
 
 It works like ``override_settings``: as a class decorator (each test gets a fresh sandbox as
 ``self.sandbox``), as a function or method decorator (the sandbox is passed as the ``sandbox``
-keyword argument), or as a context manager (``with use_sendfleet_sandbox() as sandbox:``).
-The pytest plugin's ``sendfleet_backend`` fixture uses the same settings.
+keyword argument; pytest functions too), or as a context manager
+(``with use_sendfleet_sandbox() as sandbox:``). The pytest plugin's ``sendfleet_backend``
+fixture uses the same settings (``project.py``), and every helper starts and ends with
+django-sendfleet's process state reset (``isolation.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-import django
 from django.test.utils import TestContextDecorator, override_settings
 
 from . import InProcessSandbox, Sandbox
 from .base import BaseSandbox
-from .defaults import SANDBOX_API_KEY
+from .isolation import reset_process_state
 from .plans import DEFAULT_PLAN, get_plan
+from .project import BACKEND, backend_settings
+from .project import sender_domains as project_sender_domains
 
-BACKEND = "django_sendfleet.backends.EmailBackend"
+__all__ = ["BACKEND", "backend_settings", "make_sandbox", "sandbox_for_test"]
 
-
-def backend_settings(sandbox: BaseSandbox, sendfleet: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Settings that make django-sendfleet's ``EmailBackend`` the default mailer, sending to
-    ``sandbox`` with its key: your ``SENDFLEET`` (``sendfleet``) with the sandbox's URL and key,
-    and the rate limiter off (its log lives in the cache, which outlasts each test)."""
-    settings: dict[str, Any] = {
-        "SENDFLEET": {
-            **(sendfleet or {}),
-            "API_KEY": SANDBOX_API_KEY,
-            "API_URL": sandbox.url,
-            "RATE_LIMIT": None,
-        }
-    }
-    if django.VERSION >= (6, 1):
-        settings["MAILERS"] = {"default": {"BACKEND": BACKEND}}
-    else:
-        settings["EMAIL_BACKEND"] = BACKEND
-    return settings
+#: A sender domain's state by name, or names (verified).
+SenderDomains = Mapping[str, str] | list[str] | tuple[str, ...]
 
 
 def make_sandbox(
@@ -56,16 +45,43 @@ def make_sandbox(
     plan: str = DEFAULT_PLAN,
     usage_lag: float = 0.0,
     rate_limit: tuple[int, float] = (60, 60.0),
+    sender_domains: SenderDomains = (),
+    project_domains: bool = True,
 ) -> BaseSandbox:
-    """A new, unstarted sandbox: in process unless ``socket``."""
-    kind = Sandbox if socket else InProcessSandbox
-    return kind(plan=plan, usage_lag=usage_lag, rate_limit=rate_limit)
+    """A new, unstarted sandbox: in process unless ``socket`` (which then records the retry
+    waits of this process's clients as well). It knows the domains your settings send from
+    (``DEFAULT_FROM_EMAIL``, ``SERVER_EMAIL``) unless ``project_domains=False``, and
+    ``sender_domains``: more names, or name -> state (``"txt_unverified"``...)."""
+    sandbox: BaseSandbox
+    if socket:
+        sandbox = Sandbox(plan=plan, usage_lag=usage_lag, rate_limit=rate_limit, record_waits=True)
+    else:
+        sandbox = InProcessSandbox(plan=plan, usage_lag=usage_lag, rate_limit=rate_limit)
+    if project_domains:
+        for name in project_sender_domains():
+            sandbox.add_sender_domain(name)
+    sandbox.add_sender_domains(sender_domains)
+    return sandbox
+
+
+@contextmanager
+def sandbox_for_test(**options: Any) -> Iterator[BaseSandbox]:
+    """A started sandbox (``make_sandbox(**options)``), with django-sendfleet's process state
+    reset before and after: what each helper gives one test."""
+    sandbox = make_sandbox(**options)
+    reset_process_state(sandbox.api_keys)
+    with sandbox:
+        try:
+            yield sandbox
+        finally:
+            reset_process_state(sandbox.api_keys)
 
 
 class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_settings
     """Send through django-sendfleet to a fresh sandbox (in process unless ``socket=True``),
     on ``plan``, for the decorated test, class or ``with`` block. ``sendfleet``: more
-    ``SENDFLEET`` settings for it (a ``WEBHOOK_SECRET``...)."""
+    ``SENDFLEET`` settings for it (a ``WEBHOOK_SECRET``...). ``sender_domains`` and
+    ``project_domains``: as for ``make_sandbox``."""
 
     def __init__(
         self,
@@ -75,6 +91,8 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
         usage_lag: float = 0.0,
         rate_limit: tuple[int, float] = (60, 60.0),
         sendfleet: Mapping[str, Any] | None = None,
+        sender_domains: SenderDomains = (),
+        project_domains: bool = True,
         attr_name: str | None = "sandbox",
         kwarg_name: str | None = "sandbox",
     ) -> None:
@@ -83,29 +101,42 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
             "plan": plan,
             "usage_lag": usage_lag,
             "rate_limit": rate_limit,
+            "sender_domains": sender_domains,
+            "project_domains": project_domains,
         }
         get_plan(plan)  # refuse a bad option here, not in each test's setUp
         self.sendfleet = dict(sendfleet or {})
-        self._active: list[tuple[BaseSandbox, override_settings]] = []
+        self._active: list[tuple[Any, override_settings]] = []
         super().__init__(attr_name=attr_name, kwarg_name=kwarg_name)
 
     def enable(self) -> BaseSandbox:
         from django.conf import settings
 
-        sandbox = make_sandbox(**self.options).start()
-        current = {**getattr(settings, "SENDFLEET", {}), **self.sendfleet}
-        override = override_settings(**backend_settings(sandbox, current))
+        running = sandbox_for_test(**self.options)
+        sandbox = running.__enter__()
         try:
+            current = {**getattr(settings, "SENDFLEET", {}), **self.sendfleet}
+            override = override_settings(**backend_settings(sandbox, current))
             override.enable()
-        except BaseException:
-            sandbox.stop()
+        except BaseException as error:
+            running.__exit__(type(error), error, error.__traceback__)
             raise
-        self._active.append((sandbox, override))
+        self._active.append((running, override))
         return sandbox
 
     def disable(self) -> None:
-        sandbox, override = self._active.pop()
+        running, override = self._active.pop()
         try:
             override.disable()
         finally:
-            sandbox.stop()
+            running.__exit__(None, None, None)
+
+    def decorate_callable(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Django's wrapper, whose signature leaves out the keyword argument it passes: pytest
+        reads a test function's parameters as fixtures, and there is no ``sandbox`` fixture."""
+        wrapper = super().decorate_callable(func)
+        if self.kwarg_name:
+            signature = inspect.signature(func)
+            parameters = [p for name, p in signature.parameters.items() if name != self.kwarg_name]
+            wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return wrapper

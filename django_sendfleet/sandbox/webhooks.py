@@ -97,6 +97,7 @@ class WebhookSender:
         self._secret = secret
         self.timeout = timeout
         self.deliveries: list[Delivery] = []
+        self._reported = 0  # deliveries deliver() returned already
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
         self._thread.start()
@@ -110,6 +111,14 @@ class WebhookSender:
         done = threading.Event()
         self._queue.put({"_marker": done})
         return done.wait(timeout)
+
+    def deliver(self, timeout: float = 10.0) -> list[Delivery]:
+        """Wait (up to ``timeout``) until every event queued so far was posted; return the
+        deliveries made since the last call."""
+        self.wait_until_idle(timeout)
+        made = self.deliveries[self._reported :]
+        self._reported += len(made)
+        return made
 
     def close(self) -> None:
         self._queue.put(None)
@@ -167,8 +176,9 @@ class InProcessWebhooks:
         """Events waiting for ``deliver()``."""
         return len(self._pending)
 
-    def deliver(self) -> list[Delivery]:
-        """Post every waiting event, in order; return these deliveries."""
+    def deliver(self, timeout: float = 10.0) -> list[Delivery]:
+        """Post every waiting event, in order, in this thread; return these deliveries.
+        (``timeout``: for the protocol; each post is answered before the next.)"""
         # Imported here: the sandbox itself runs without Django settings (the CLI).
         from django.test import Client
 
