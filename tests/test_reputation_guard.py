@@ -186,6 +186,20 @@ def test_a_held_queued_row_says_it_waits(
     assert "failed" not in row.detail and "not attempted" not in row.detail
 
 
+def test_a_held_row_of_a_queued_connection_opened_with_bulk_names_the_connection(
+    danger, django_capture_on_commit_callbacks
+):
+    from django_sendfleet.backends import QueuedEmailBackend
+
+    with django_capture_on_commit_callbacks(execute=True):
+        QueuedEmailBackend(bulk=True).send_messages(
+            [EmailMessage("Our news", "Body", SENDER, ["a@example.com"])]
+        )
+    row = held_rows().get()
+    assert "This connection (mailer 'default') was opened with bulk=True" in row.detail
+    assert "this queued send waits in the outbox" in row.detail and "marked" not in row.detail
+
+
 @needs_mailers
 def test_a_held_row_of_a_queued_mailer_marked_bulk_names_the_mailer(
     danger, django_capture_on_commit_callbacks
