@@ -338,12 +338,14 @@ def test_the_portable_upsert_for_databases_without_on_conflict(monkeypatch):
 @pytest.mark.django_db
 def test_rows_count_on_their_day_in_settings_time_zone(settings):
     settings.TIME_ZONE = "America/New_York"
-    # 03:00 UTC on the 28th is still the 27th in New York, whatever zone a request activated.
-    created_at = datetime.datetime(2026, 11, 28, 3, 0, tzinfo=datetime.UTC)
+    # 03:00 UTC is still the day before in New York (UTC-5, or -4 in summer), whatever zone a
+    # request activated (in Tokyo it is already noon of the same day).
+    utc_day = timezone.now().date() - datetime.timedelta(days=1)
+    created_at = datetime.datetime.combine(utc_day, datetime.time(3), tzinfo=datetime.UTC)
     with timezone.override("Asia/Tokyo"):
         SendLog.objects.bulk_create([row(created_at=created_at)])
         assert rollups.counted() == Counter(
-            {Key(datetime.date(2026, 11, 27), "default", "shared", "queued", ""): 1}
+            {Key(utc_day - datetime.timedelta(days=1), "default", "shared", "queued", ""): 1}
         )
         assert_rollups_match_the_log()
 

@@ -449,7 +449,7 @@ def test_monthly_quota(sendfleet_sandbox):
     # Refused sends don't count; a new calendar month starts from zero.
     account = sendfleet_sandbox.state.account("quota")
     assert account.used == QUOTA_ACCOUNT_LIMIT
-    account.used_month = "2000-01"
+    account.used_month = "2000-01"  # fixed date: a month long past on any clock
     assert send(sendfleet_sandbox, key=QUOTA_API_KEY).status_code == 200
     assert account.used == 1
 

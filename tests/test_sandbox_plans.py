@@ -39,7 +39,7 @@ class Recorder:
 
 def state_on(plan: str, at: datetime | None = None, **options: Any) -> SandboxState:
     """A populated state on ``plan``, its clock frozen at ``at`` (default: mid-month)."""
-    at = at or datetime(2027, 3, 15, 12, tzinfo=UTC)
+    at = at or datetime(2027, 3, 15, 12, tzinfo=UTC)  # fixed date: the state's clock, not now
     state = SandboxState(clock=SandboxClock(frozen_at=at.timestamp()), **options)
     populate(state, plan=plan)
     return state
@@ -123,6 +123,7 @@ def test_each_plans_monthly_quota(plan, quota):
     state = state_on(plan)
     account = state.account("default")
     assert account.monthly_quota == quota
+    # fixed date: the month of state_on's frozen clock
     account.used, account.used_month = (quota or 10**7) - 1, "2027-03"
     assert send(state).status == 200  # the last one allowed (or any number: no cap)
     expected = 200 if quota is None else 429
@@ -136,8 +137,10 @@ def test_starter_byoc_refuses_the_51st_send_of_the_month():
 
 
 def test_the_quota_resets_at_midnight_utc_on_the_first():
+    # fixed date: the state's clock is frozen there; the quota compares with it, not with now
     state = state_on("growth", at=datetime(2027, 3, 31, 23, 59, 59, tzinfo=UTC))
-    state.account("quota").used, state.account("quota").used_month = 3, "2027-03"
+    quota = state.account("quota")
+    quota.used, quota.used_month = 3, "2027-03"  # fixed date: the frozen clock's month
     assert send(state, key=QUOTA_API_KEY).body["error"] == "usage_limit_exceeded"
     state.clock.advance(0.5)
     assert send(state, key=QUOTA_API_KEY).status == 429  # 23:59:59.5 UTC
