@@ -29,6 +29,7 @@ from .changelist import (
     ModeFilter,
     StatusFilter,
 )
+from .erasure_admin import ForgetPeople
 from .error_table import spec_for_code
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .resend import OUTBOX_STATUSES, resend_entries
@@ -59,7 +60,7 @@ class WebhookEventInline(admin.TabularInline):
 
 
 @admin.register(SendLog)
-class SendLogAdmin(admin.ModelAdmin):
+class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
     inlines = (WebhookEventInline,)
     list_display = (
         "created_at",
@@ -86,7 +87,7 @@ class SendLogAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the table per choice
     paginator = EstimatedCountPaginator
-    actions = ("resend", "add_to_suppression_list")
+    actions = ("resend", "add_to_suppression_list", "forget_people")
     # Named apart from Django's defaults, so another admin of SendLog does not pick them up.
     change_list_template = "admin/django_sendfleet/sendlog/sendlog_change_list.html"
     change_form_template = "admin/django_sendfleet/sendlog/sendlog_change_form.html"
@@ -327,8 +328,9 @@ class SuppressionForm(forms.ModelForm):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ForgetPeople, admin.ModelAdmin):
     form = SuppressionForm
+    actions = ("forget_people",)  # erasure_admin.py; Django's delete_selected stays
     list_display = ("email", "reason", "source", "hits", "created_at", "last_seen_at")
     list_filter = ("reason",)
     search_fields = ("=email",)

@@ -19,7 +19,9 @@ from datetime import datetime
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from .erasure_events import reduce_late_events
 from .exceptions import SendFleetSoftBounce
+from .forgotten import FORGOTTEN
 from .log_status import LogStatus, delivery_rank, statuses_an_event_may_replace
 from .models import SendLog, Suppression, WebhookEvent
 from .suppressions import suppress_many
@@ -110,7 +112,7 @@ def write_batch(batch: Batch) -> list[Applied]:
             if row is not None:
                 rows[row.message_id] = row
                 item.resolved_unknown_send = True
-        if row is not None and not event.recipient:
+        if row is not None and not event.recipient and row.recipient != FORGOTTEN:
             # SendFleet's docs don't name the recipient field: fall back to the send we logged.
             item.event = event = replace(event, recipient=row.recipient)
             item.stored.recipient = row.recipient
@@ -132,6 +134,7 @@ def write_batch(batch: Batch) -> list[Applied]:
     _update_rows(changes, now)
     suppress_many(suppressions, source="webhook")
     _save(unsaved, filled_in)
+    reduce_late_events(applied)  # about a forgotten address: body and address go (erasure)
     return applied
 
 

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from .addresses import MAX_ADDRESS_LENGTH, with_ascii_domain
+from .forgotten import ForgottenAddress  # noqa: F401  (one of the app's models)
 from .log_status import LogStatus
 from .priority import CHOICES as PRIORITY_CHOICES
 from .priority import HIGH, RANKS

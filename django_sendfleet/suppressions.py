@@ -1,4 +1,8 @@
-"""The local mirror of the suppression list: checked before sending, fed by 422s and webhooks."""
+"""The local mirror of the suppression list: checked before sending, fed by 422s and webhooks.
+
+Forgotten addresses (``forgotten.py``, erased by ``sendfleet_forget``) are on the list too, as a
+keyed hash: every lookup here asks both tables, in one query.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,44 @@ from collections.abc import Iterable, Iterator
 from django.db.models import F
 from django.utils import timezone
 
+from . import forgotten
+from .forgotten import ForgottenAddress
 from .models import Suppression, normalise_email
 
 #: Addresses per query: within every database's limit on query parameters.
 QUERY_CHUNK = 500
+#: Parameters per lookup query: Django 5.2 allows SQLite 999.
+LOOKUP_PARAMETERS = 999
 
 
 def suppressed_among(addresses: Iterable[str]) -> set[str]:
-    """The normalised addresses, of those given, that are on the list: one query per 500."""
+    """The normalised addresses, of those given, that are on the list, in clear or forgotten:
+    one query per 499 addresses (each is asked once, and once per SECRET_KEY as a digest)."""
     found: set[str] = set()
-    for chunk in _chunks({normalise_email(address) for address in addresses}):
-        found.update(Suppression.objects.filter(email__in=chunk).values_list("email", flat=True))
+    per_query = LOOKUP_PARAMETERS // (1 + forgotten.keys_configured())
+    for chunk in _chunks({normalise_email(address) for address in addresses}, per_query):
+        digests = forgotten.all_digests(chunk)
+        # One round trip for both tables, each by its unique index. A digest never holds
+        # an "@", so a value found is an address or a digest, never both.
+        listed = Suppression.objects.filter(email__in=chunk).values_list("email").order_by()
+        hashed = ForgottenAddress.objects.filter(digest__in=list(digests)).values_list("digest")
+        matched = []
+        # order_by() on both: Suppression's Meta ordering would be applied to either.
+        for (value,) in listed.union(hashed, all=True).order_by():
+            if value in digests:
+                matched.append(digests[value])
+            else:
+                found.add(value)
+        found.update(email for email, _ in matched)
+        forgotten.rekey(matched)
     return found
 
 
-def _chunks(emails: set[str]) -> Iterator[list[str]]:
-    """The addresses, sorted, QUERY_CHUNK at a time."""
+def _chunks(emails: set[str], size: int = QUERY_CHUNK) -> Iterator[list[str]]:
+    """The addresses, sorted, ``size`` at a time."""
     ordered = sorted(emails)
-    for start in range(0, len(ordered), QUERY_CHUNK):
-        yield ordered[start : start + QUERY_CHUNK]
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 def count_stopped_sends(addresses: Iterable[str]) -> None:
@@ -39,11 +62,17 @@ def count_stopped_sends(addresses: Iterable[str]) -> None:
 
 def suppress(
     address: str, reason: str, *, source: str, message_id: str = "", note: str = ""
-) -> Suppression:
-    """Add an address to the list, or refresh its entry. Safe against concurrent callers."""
+) -> Suppression | None:
+    """Add an address to the list, or refresh its entry. Safe against concurrent callers.
+
+    None for a forgotten address: it stays suppressed by its digest, never written in clear
+    again (a 422 for a send that was on its way when it was forgotten)."""
+    email = normalise_email(address)
+    if forgotten.forgotten_among([email]):
+        return None
     now = timezone.now()
     entry, created = Suppression.objects.get_or_create(
-        email=normalise_email(address),
+        email=email,
         defaults={
             "reason": reason,
             "source": source,
