@@ -13,8 +13,10 @@ From the sandbox's log (its clock reads the same machine's time as the processes
 transactional sends' waits (asked -> accepted by the API), in seconds and in slot intervals
 (W / N); the drain's pattern (the most accepted within any 0.25 s, the share of the drain in
 gaps over two intervals); bulk's share of the slots transactional mail left (accepted bulk /
-(the allowance over the drain - accepted transactional), where the allowance over a span S is
-N x (1 + S / W), the most a client can send in S without a 429); and 429s.
+(the allowance over the drain - transactional accepted during it), where the drain runs from
+the first bulk send accepted to the last and the allowance over a span S is N x (1 + S / W),
+the most a client can send in S without a 429); and 429s. The transactional sends come at
+random moments within the drain's expected length.
 
     pip install -e ".[bench]" redis
     python bench/bench_priority_limiter.py [--bulk-processes 3] [--bulk 40] [--transactional 10]
@@ -82,14 +84,21 @@ def bulk(
 
 
 def transactional(
-    session: requests.Session, url: str, count: int, rate: tuple[int, float], priority: str
+    session: requests.Session,
+    url: str,
+    plan: tuple[int, float],
+    rate: tuple[int, float],
+    priority: str,
 ) -> list[tuple[str, float]]:
-    """At random moments of the drain: (address, when asked for a slot) per send."""
+    """``plan``: how many sends, at random moments within how many seconds from the start (the
+    drain's expected length, less its ends). Returns (address, when it asked for a slot)."""
+    count, within = plan
     limiter = _limiter(rate)
     rng = random.Random(os.getpid())
+    start = time.monotonic()
     asked: list[tuple[str, float]] = []
-    for number in range(count):
-        time.sleep(rng.uniform(0.3, 1.5) * rate[1] / 2)
+    for number, moment in enumerate(sorted(rng.uniform(0.05, 0.85) * within for _ in range(count))):
+        time.sleep(max(start + moment - time.monotonic(), 0))
         address = f"reset-{number}@example.net"
         asked.append((address, time.time()))
         limiter.acquire(max_wait=60, priority="high")
@@ -139,7 +148,9 @@ def run(
     with Sandbox(rate_limit=rate) as sandbox:
         warm_up_key = sandbox.add_key()  # the sandbox's first answer is slow: not in the run
         requests.post(sandbox.url, headers={"X-API-Key": warm_up_key}, json=_payload(0))
-        jobs = [(bulk, bulk_each)] * bulk_processes + [(transactional, transactional_count)]
+        drain = bulk_processes * bulk_each * rate[1] / rate[0]  # at the limit's rate
+        jobs: list[tuple[Any, Any]] = [(bulk, bulk_each)] * bulk_processes
+        jobs.append((transactional, (transactional_count, drain)))
         children = [
             context.Process(
                 target=_child,
@@ -153,26 +164,36 @@ def run(
         for child in children:
             child.join()
         prefix = SANDBOX_API_KEY.split(".")[0]
-        recorded = [request for request in sandbox.requests if request.key_prefix == prefix]
+        sent = bulk_processes * bulk_each + transactional_count
+        # The sandbox records a request as it answers: the last may be a moment behind.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            recorded = [request for request in sandbox.requests if request.key_prefix == prefix]
+            if sum(request.status == 200 for request in recorded) >= sent:
+                break
+            time.sleep(0.05)
     accepted = {r.payload["to"]: r.time for r in recorded if r.status == 200 and r.payload}
+    assert len(accepted) == sent, "every message accepted"
+    bulk_times = sorted(when for address, when in accepted.items() if address not in asked)
     times = sorted(accepted.values())
     interval = rate[1] / rate[0]
-    span = times[-1] - times[0]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # The drain: from the first bulk send accepted to the last.
+    span = bulk_times[-1] - bulk_times[0]
+    in_drain = [when for when in times if bulk_times[0] <= when <= bulk_times[-1]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(in_drain)]
     # The most a client can send in the span without a 429: N at once, then N per window.
     allowance = rate[0] * (1 + span / rate[1])
-    left = allowance - len(asked)
-    bulk_accepted = len(accepted) - len(asked)
+    left = allowance - (len(in_drain) - len(bulk_times))
     return Outcome(
         mode=mode,
         waits=[accepted[address] - when for address, when in asked.items()],
         interval=interval,
         burst=max(sum(start <= other < start + BURST for other in times) for start in times),
         gap_share=sum(gap for gap in gaps if gap > 2 * interval) / span,
-        bulk_share=bulk_accepted / left,
+        bulk_share=len(bulk_times) / left,
         throttled=sum(request.status == 429 for request in recorded),
         span=span,
-        bulk=bulk_accepted,
+        bulk=len(bulk_times),
     )
 
 
