@@ -164,7 +164,9 @@ if priority == 'high' then
   if waiter ~= '' then
     if will_wait < 0 or wait <= will_wait then
       redis.call('ZADD', KEYS[3], now + wait + grace, waiter)
-      redis.call('PEXPIRE', KEYS[3], math.ceil((wait + grace) / 1000) + 1000)
+      -- Kept as long as the waiter waited for longest: another may wait longer than this one.
+      local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+      redis.call('PEXPIRE', KEYS[3], math.ceil((tonumber(last[2]) - now) / 1000) + 1000)
     else
       redis.call('ZREM', KEYS[3], waiter)
     end
