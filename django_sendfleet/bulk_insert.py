@@ -123,7 +123,10 @@ def _plan_for(
     fields = tuple(field for field in opts.concrete_fields if field is not opts.pk)
     if any(
         field.generated
-        or field.has_db_default()
+        # A database default alone makes DatabaseDefault values; with a Python default too
+        # (SendLog.priority: old code still writing during a deploy) rows hold plain values,
+        # and one that holds an expression is left to Django below.
+        or (field.has_db_default() and not field.has_default())
         or hasattr(field, "get_placeholder_sql")
         or hasattr(field, "get_placeholder")
         for field in fields

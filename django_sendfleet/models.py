@@ -92,10 +92,14 @@ class SendLog(models.Model):
     claim_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Which due outbox row is sent first (priority.py): the lower rank, then the older row.
-    priority = models.PositiveSmallIntegerField(choices=PRIORITY_CHOICES, default=RANKS[HIGH])
+    # db_default too: rows written without these columns (code of a release before 0010,
+    # still running during a deploy; raw SQL) get the defaults, not an error.
+    priority = models.PositiveSmallIntegerField(
+        choices=PRIORITY_CHOICES, default=RANKS[HIGH], db_default=RANKS[HIGH]
+    )
     # Queued by a BULK backend (an option of the backend, not only of the mailer): the
     # worker holds it as a BULK mailer's while the reputation is at danger.
-    bulk = models.BooleanField(default=False)
+    bulk = models.BooleanField(default=False, db_default=False)
 
     #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
     # django-stubs cannot follow a queryset defined in a module that imports this one.

@@ -45,8 +45,8 @@ def slots(monkeypatch, sendfleet_settings, sandbox) -> Slots:
     slots = Slots()
     original = SlidingWindowLimiter.acquire
 
-    def acquire(self: SlidingWindowLimiter, max_wait: float) -> float:
-        waited = original(self, max_wait)
+    def acquire(self: SlidingWindowLimiter, max_wait: float, priority: str = "high") -> float:
+        waited = original(self, max_wait, priority)
         # The sandbox counts a connection when its thread takes it up, a moment after the
         # client's connect() returns: give it that moment (never needed once it answered).
         deadline = time.monotonic() + 2

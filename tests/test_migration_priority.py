@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 APP = "django_sendfleet"
 BEFORE = [(APP, "0009_error_code_single_index")]
@@ -79,3 +80,22 @@ def test_sendfleet_bulk_makes_every_waiting_row_low(at_0009, settings):
     row = OldSendLog.objects.create(mailer="default", status="pending", recipient="a@example.com")
     SendLog = migrate(AFTER).get_model(APP, "SendLog")
     assert SendLog.objects.get(pk=row.pk).priority == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_without_the_new_columns_gets_their_defaults(at_0009):
+    """Code of the release before 0010, still running during a deploy, writes rows without
+    ``priority`` and ``bulk``: the database's defaults fill them in instead of an error."""
+    SendLog = migrate(AFTER).get_model(APP, "SendLog")
+    table = connection.ops.quote_name(SendLog._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (created_at, updated_at, mailer, message_id, recipient, "
+            "from_email, subject, status, error_code, detail, mode, warnings, attempts, "
+            "claim_token, from_name, reply_to, text_body, html_body) VALUES "
+            "(%s, %s, 'default', '', 'old@example.com', 'shop@example.com', '', 'pending', '', "
+            "'', '', '[]', 0, '', '', '', '', '')",
+            [timezone.now(), timezone.now()],
+        )
+    row = SendLog.objects.get(recipient="old@example.com")
+    assert (row.priority, row.bulk) == (10, False)

@@ -1,6 +1,8 @@
 # Queued sending by priority (docs/queued.md, "Priorities"): each send log row gets a priority
 # rank (10 high, 20 low: the lower is sent first) and whether the backend that queued it was
 # BULK, and the outbox gets an index for the worker's claim (pending rows by rank, then id).
+# Both columns have database defaults, so that code of the previous release, still writing
+# rows during a deploy, does not fail on them.
 #
 # Rows already in the outbox keep their order (the claim takes the older row first within a
 # rank) and get their mailer's default priority as configured now: low for a BULK mailer or one
@@ -44,13 +46,15 @@ class Migration(migrations.Migration):
             model_name="sendlog",
             name="priority",
             field=models.PositiveSmallIntegerField(
-                choices=[(10, "high (transactional)"), (20, "low (bulk)")], default=10
+                choices=[(10, "high (transactional)"), (20, "low (bulk)")],
+                default=10,
+                db_default=10,
             ),
         ),
         migrations.AddField(
             model_name="sendlog",
             name="bulk",
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.RunPython(
             pending_rows_get_their_mailers_priority, migrations.RunPython.noop, elidable=True
