@@ -8,8 +8,9 @@ without duplicates), over one connection for the whole batch. Each message gets
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core import mail
@@ -45,6 +46,16 @@ logger = logging.getLogger("django_sendfleet")
 
 # Django 6.1 added MAILERS; its BaseEmailBackend takes ``alias`` and reports unknown options.
 _DJANGO_HAS_MAILERS = hasattr(mail, "InvalidMailer")
+
+#: Messages whose recipients are looked up on the suppression list in one query. A generator of
+#: messages is read this many at a time, never all at once.
+SUPPRESSION_CHUNK = 500
+
+
+def _chunks(messages: Iterable[EmailMessage], size: int) -> Iterator[list[EmailMessage]]:
+    iterator = iter(messages)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 class EmailBackend(BaseEmailBackend):
@@ -83,28 +94,35 @@ class EmailBackend(BaseEmailBackend):
             self.client.close()
             self.client = None
 
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        """Send the messages; return how many had at least one recipient accepted."""
-        if not email_messages:
+    def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
+        """Send the messages; return how many had at least one recipient accepted.
+
+        Any iterable will do, as with Django's own backends: a list, a generator, an iterator.
+        It is read once, in chunks of ``SUPPRESSION_CHUNK`` messages.
+        """
+        chunks = _chunks(email_messages, SUPPRESSION_CHUNK)
+        first = next(chunks, None)
+        if first is None:
             return 0
         opened_here = self.open()
         suppressions = SuppressionCheck() if self.settings.check_suppressions else None
-        if suppressions is not None:
-            # One query for the whole batch; a message's own check then asks only for what
-            # this missed, and a 422 met mid-batch is learnt (SuppressionCheck.learn).
-            suppressions.load(recipient_addresses(email_messages))
         sender = self._recipient_sender(suppressions)
         log = self._log_batch()
         sent = 0
         try:
-            for message in email_messages:
-                try:
-                    if self._send_message(message, sender, suppressions, log):
-                        sent += 1
-                except SendFleetError as error:
-                    if not self.fail_silently:
-                        raise
-                    logger.warning("SendFleet send failed (fail_silently): %s", error)
+            for chunk in itertools.chain([first], chunks):
+                if suppressions is not None:
+                    # One query for each chunk; a message's own check then asks only for what
+                    # this missed, and a 422 met mid-batch is learnt (SuppressionCheck.learn).
+                    suppressions.load(recipient_addresses(chunk))
+                for message in chunk:
+                    try:
+                        if self._send_message(message, sender, suppressions, log):
+                            sent += 1
+                    except SendFleetError as error:
+                        if not self.fail_silently:
+                            raise
+                        logger.warning("SendFleet send failed (fail_silently): %s", error)
         finally:
             if suppressions is not None:
                 suppressions.count_stopped()
@@ -178,10 +196,6 @@ class EmailBackend(BaseEmailBackend):
             report.finish()
             raise
 
-        for given, reason in outgoing.invalid_recipients:
-            error = SendFleetInvalidMessage(reason, email_message=message, recipient=given)
-            logger.warning("SendFleet refused recipient %s locally: %s", given, reason)
-            report(outgoing, given, RecipientStatus(INVALID, error=error))
         if suppressions is not None:
             suppressions.load(outgoing.recipients)
         for recipient in outgoing.recipients:
@@ -286,7 +300,7 @@ class QueuedEmailBackend(EmailBackend):
     def _recipient_sender(self, suppressions: SuppressionCheck | None) -> None:
         return None  # nothing is sent here: the worker sends
 
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+    def send_messages(self, email_messages: Iterable[EmailMessage]) -> int:
         # The outbox is written in chunks as the messages are checked, all in one transaction
         # (a savepoint in the caller's): whole or not at all, and the tasks are enqueued when
         # it commits. A message refused with a SendFleetError is part of the outcome: the rows
