@@ -89,6 +89,12 @@ retry_look = NowAndThen(RETRY_LOOK_SECONDS)
 unknown_send_scan = NowAndThen(UNKNOWN_SEND_SCAN_SECONDS)
 
 
+def applying() -> bool:
+    """Whether a thread of this process is applying events now (their receivers included):
+    the sandbox's ``wait_for_webhooks`` waits for it to end, for a server in its process."""
+    return _drain.lock.locked()
+
+
 def forget_waiting(timeout: float = 10.0) -> bool:
     """Drop the events this process stored and has not applied, and let the next event make
     the now-and-then looks: for test isolation (the sandbox's helpers), whose tests roll those

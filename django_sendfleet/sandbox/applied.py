@@ -3,9 +3,10 @@
 django-sendfleet's webhook view stores an event, answers, and applies it after the answer
 (``event_drain``), so a test that reads the send log as soon as every event was answered can
 read it before the last ones were applied. ``wait_until_applied`` waits for that: for each
-event the view accepted (a 2xx), until its stored row is finished. An event the view stores is
-stored before the answer, so an accepted event with no row was not stored in this project's
-database (another receiver): there is nothing to wait for.
+event the view accepted (a 2xx), until its stored row is finished, and then until no thread of
+this process is applying events (their signal receivers run after the row is written). An
+event the view stores is stored before the answer, so an accepted event with no row was not
+stored in this project's database (another receiver): there is nothing to wait for.
 """
 
 from __future__ import annotations
@@ -23,24 +24,39 @@ def wait_until_applied(deliveries: Iterable[Delivery], deadline: float) -> bool:
     """Return True once every accepted delivery's event is applied (or failed, or refused)
     in this project's database, False if ``deadline`` (``time.monotonic()``) comes first."""
     wanted = {(d.event_type, d.message_id) for d in deliveries if 200 <= d.status < 300}
-    while wanted:
-        wanted = _unfinished(wanted)
-        if not wanted:
-            break
+    if not wanted:
+        return True
+    # Stored and finished; then, for a server in this process (live_server), the batch that
+    # finished them done with their receivers too.
+    while (wanted := _unfinished(wanted)) or _applying_here():
         if time.monotonic() >= deadline:
             return False
         time.sleep(POLL_SECONDS)
     return True
 
 
+def _applying_here() -> bool:
+    if not _with_the_app():
+        return False
+    from .. import event_drain
+
+    return event_drain.applying()
+
+
+def _with_the_app() -> bool:
+    """Whether Django runs here with django-sendfleet installed (not the sandbox's CLI)."""
+    # Imported here: the sandbox itself runs without Django settings.
+    from django.apps import apps
+
+    return apps.ready and apps.is_installed("django_sendfleet")
+
+
 def _unfinished(wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Those of ``wanted`` stored here and not finished yet."""
-    # Imported here: the sandbox itself runs without Django (its command line).
-    from django.apps import apps
+    if not _with_the_app():
+        return set()
     from django.db import DatabaseError
 
-    if not apps.ready or not apps.is_installed("django_sendfleet"):
-        return set()
     from ..models import SendLog, WebhookEvent
 
     Outcome = WebhookEvent.Outcome

@@ -15,6 +15,7 @@ Each sandbox starts and ends with django-sendfleet's process state reset (``isol
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,12 @@ __all__ = ["BACKEND"]
 
 MODES = ("inprocess", "socket")
 MARKER = "sendfleet_sandbox"
+IN_MEMORY_LIVE_SERVER = (
+    "live_server with SQLite's in-memory test database: the server's threads can fail with "
+    "'database table is locked' while the test or the sandbox's webhooks write. Give the test "
+    "database a file: DATABASES['default']['TEST'] = {'NAME': BASE_DIR / 'test_db.sqlite3'} "
+    "(docs/testing.md, Webhooks)."
+)
 MARKER_OPTIONS = ("socket", "plan", "usage_lag", "rate_limit", "sender_domains", "project_domains")
 
 
@@ -86,6 +93,16 @@ def sandbox_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return options
 
 
+class SendFleetSandboxWarning(UserWarning):
+    """A test set up in a way the sandbox's tests are known to fail in."""
+
+
+def _in_memory_sqlite() -> bool:
+    from django.db import connections
+
+    return any(c.vendor == "sqlite" and c.is_in_memory_db() for c in connections.all())
+
+
 @pytest.fixture
 def sendfleet_socket_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A started socket sandbox (HTTP on 127.0.0.1, a free port), stopped after the test: for
@@ -95,6 +112,8 @@ def sendfleet_socket_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox
     nothing a test configures (faults, rate limits, latency, keys) can leak into the next.
     """
     options = sandbox_options(request) | {"socket": True}
+    if "live_server" in request.fixturenames and _in_memory_sqlite():
+        warnings.warn(SendFleetSandboxWarning(IN_MEMORY_LIVE_SERVER), stacklevel=1)
     with sandbox_for_test(**options) as sandbox:
         assert isinstance(sandbox, Sandbox)
         yield sandbox
