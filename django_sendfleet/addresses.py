@@ -84,15 +84,19 @@ def parse_address(value: Any, field: str) -> ParsedAddress:
     try:
         return _parse_text(text, field)
     except SendFleetInvalidMessage as error:  # every reason below, line breaks included
-        raise SendFleetInvalidAddress(error.detail, field=field, value=text) from None
+        # "Invalid address": Django's SMTP backend's words, which apps and tests may match.
+        shown = repr(text) if len(text) <= 80 else f"{text[:40]!r}..."
+        reason = error.detail.removeprefix(f"{field}: ")
+        raise SendFleetInvalidAddress(
+            f"{field}: Invalid address {shown}: {reason}", field=field, value=text
+        ) from None
 
 
 @functools.lru_cache(maxsize=512)  # senders and reply-to addresses repeat across a batch
 def _parse_text(text: str, field: str) -> ParsedAddress:
     if len(text) > MAX_VALUE_LENGTH:
-        raise SendFleetInvalidMessage(
-            f"{field}: {text[:40]!r}... is {len(text)} characters; an address header value may "
-            f"have at most {MAX_VALUE_LENGTH}."
+        raise _refused(
+            f"{len(text)} characters; an address header value may have at most {MAX_VALUE_LENGTH}."
         )
     refuse_unsafe_header_text(text, field)
     fast = None if "=?" in text else _FAST_ADDRESS.fullmatch(text)  # "=?": RFC 2047 encoded
@@ -102,9 +106,8 @@ def _parse_text(text: str, field: str) -> ParsedAddress:
         name = " ".join(fast["name"].split()) if fast["name"] else ""  # folded as the parser does
         return _checked(ParsedAddress(name, f"{fast['local']}@{fast['domain']}"), field, text)
     if _too_many_parts(text):
-        raise SendFleetInvalidMessage(
-            f"{field}: {text[:40]!r}... has more than {MAX_PARTS} words and symbols; write one "
-            "address with a short display name."
+        raise _refused(
+            f"more than {MAX_PARTS} words and symbols; write one address with a short display name."
         )
     return _parse_mailbox(text, field)
 
@@ -121,23 +124,20 @@ def _parse_mailbox(text: str, field: str) -> ParsedAddress:
         # The token's properties walk the parse tree and fail on some broken ones ("0@[").
         name, local_part, domain = token.display_name or "", token.local_part, token.domain
         defects = [str(d) for d in token.all_defects]
-    except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError) as error:
-        raise SendFleetInvalidMessage(
-            f"{field}: {text!r} is not an email address ({error})."
-        ) from None
+    except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
+        # The parser's own text ("string index out of range") would say nothing to a reader.
+        raise _refused("not an email address.") from None
     if rest:
-        raise SendFleetInvalidMessage(
-            f"{field}: {text!r} is not exactly one email address ({rest[:40]!r} follows "
-            "the first): write one address, with any display name quoted."
+        raise _refused(
+            f"not exactly one email address ({rest[:40]!r} follows the first): write one "
+            "address, with any display name quoted."
         )
     if local_part and not local_part.isascii():
-        raise _non_ascii_local_part(field, text)
+        raise _refused(_NON_ASCII_LOCAL_PART)
     refuse_unsafe_header_text(name, field)  # decoded encoded words may hide a line break
     defects = [defect for defect in defects if defect not in _HARMLESS_DEFECTS]
     if defects:
-        raise SendFleetInvalidMessage(
-            f"{field}: {text!r} is not a valid email address ({'; '.join(defects)})."
-        )
+        raise _refused(f"not a valid email address ({'; '.join(defects)}).")
     return _as_sent(name, local_part, domain, field, text)
 
 
@@ -146,17 +146,15 @@ def _as_sent(
 ) -> ParsedAddress:
     """The address as the API will receive it, checked as the API checks it."""
     if not local_part or not domain:
-        raise SendFleetInvalidMessage(f"{field}: {text!r} is not a valid email address.")
+        raise _refused("not a valid email address.")
     if not local_part.isascii():
-        raise _non_ascii_local_part(field, text)
+        raise _refused(_NON_ASCII_LOCAL_PART)
     try:
         # As Django's punycode(): Python's IDNA 2003 codec, applied to every domain.
         ascii_domain = domain.encode("idna").decode("ascii")
         addr_spec = Address(username=local_part, domain=ascii_domain).addr_spec
     except (UnicodeError, ValueError):
-        raise SendFleetInvalidMessage(
-            f"{field}: {text!r}: the domain {domain!r} is not a valid (IDNA) domain name."
-        ) from None
+        raise _refused(f"the domain {domain!r} is not a valid (IDNA) domain name.") from None
     refuse_unsafe_header_text(addr_spec, field)  # decoded encoded words may hide anything
     return _checked(ParsedAddress(name, addr_spec), field, text)
 
@@ -164,22 +162,28 @@ def _as_sent(
 def _checked(address: ParsedAddress, field: str, text: str) -> ParsedAddress:
     """The address if the API accepts it as sent: its length, then the API's validator."""
     if len(address.addr_spec) > MAX_ADDRESS_LENGTH:
-        raise SendFleetInvalidMessage(
-            f"{field}: the address is {len(address.addr_spec)} characters as sent; at most "
+        raise _refused(
+            f"the address is {len(address.addr_spec)} characters as sent; at most "
             f"{MAX_ADDRESS_LENGTH} are allowed."
         )
     try:
         validate_email(address.addr_spec)
     except ValidationError:
-        raise SendFleetInvalidMessage(f"{field}: {text!r} is not a valid email address.") from None
+        raise _refused("not a valid email address.") from None
     return address
 
 
-def _non_ascii_local_part(field: str, text: str) -> SendFleetInvalidMessage:
-    return SendFleetInvalidMessage(
-        f"{field}: {text!r}: the part before the @ must be ASCII; SendFleet cannot send to an "
-        "address with a non-ASCII local part (only the domain may be international)."
-    )
+def _refused(reason: str) -> SendFleetInvalidMessage:
+    """Why a value is refused; ``parse_address`` names the field and the value."""
+    return SendFleetInvalidMessage(reason)
+
+
+# Django's SMTP backend's own words first, so that code matching them works here too.
+_NON_ASCII_LOCAL_PART = (
+    "local-part contains non-ASCII characters (the part before the @ must be ASCII: SendFleet "
+    "cannot send to an address with a non-ASCII local part; only the domain may be "
+    "international)."
+)
 
 
 def header_addresses(value: Any) -> list[Any]:

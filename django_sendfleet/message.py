@@ -62,6 +62,8 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
     subject = _sent_text(message.subject, "subject", MAX_SUBJECT_LENGTH)
     reply_to_values = features.reply_to_values(message)
     reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
+    # Addresses before bodies, as Django's SMTP backend checks them before building the message.
+    recipients = _recipients(message)
 
     html = None
     html_alternatives = [
@@ -84,7 +86,6 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
             )
         body = html_to_text(html)
 
-    recipients = _recipients(message)
     return OutgoingMessage(
         from_email=sender.addr_spec,
         from_name=from_name,

@@ -120,7 +120,7 @@ def test_one_address_that_cannot_be_sent_refuses_the_whole_message(sandbox, fiel
     error = raised.value
     assert isinstance(error, exc.SendFleetInvalidAddress)
     assert (error.field, error.value) == (field, value)
-    assert f"{field}: {value!r}" in str(error)
+    assert f"{field}: Invalid address {value!r}" in str(error)
     assert sandbox.requests == []  # not even to carol
     assert msg.anymail_status.recipients[value].status == "invalid"
 

@@ -65,22 +65,6 @@ _ROWS = [
         "test_send_verbose_name", ("5.2",), NO_BODY, SendFleetInvalidMessage, "body", with_body=True
     ),
     CannotApply(
-        "test_avoids_sending_to_invalid_addresses",
-        ("5.2", "6.1"),
-        NO_BODY,
-        SendFleetInvalidMessage,
-        "body",
-        with_body=True,
-    ),
-    CannotApply(
-        "test_rejects_non_ascii_local_part",
-        ("6.1",),
-        NO_BODY,
-        SendFleetInvalidMessage,
-        "body",
-        with_body=True,
-    ),
-    CannotApply(
         "test_does_not_reencode_idna",
         ("5.2", "6.1"),
         NO_BODY,
@@ -131,17 +115,7 @@ CANNOT_APPLY: dict[str, CannotApply] = {row.test: row for row in _ROWS}
 #: Tests (or ``_with_body`` variants) that fail today and must pass once the backend is fixed:
 #: run as expected failures, so the day they pass the harness says to remove them from here.
 #: Not in the docs. Name -> (Django series, what they wait for).
-PENDING: dict[str, tuple[tuple[str, ...], str]] = {
-    "test_avoids_sending_to_invalid_addresses_with_body": (
-        ("5.2", "6.1"),
-        "the refusal's message to say 'Invalid address', as Django's SMTP backend's does",
-    ),
-    "test_rejects_non_ascii_local_part_with_body": (
-        ("6.1",),
-        "the refusal's message to say \"Invalid address 'nø@example.dk': local-part contains "
-        "non-ASCII characters\", as Django's SMTP backend's does",
-    ),
-}
+PENDING: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
 def render_table() -> str:
