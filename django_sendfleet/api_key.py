@@ -11,35 +11,41 @@ right (empty, whitespace, no dot, not header-safe) is refused.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
 from .exceptions import SendFleetConfigurationError
+from .secret import Secret, reveal
 
 API_KEY_ENVIRONMENT_VARIABLE = "SENDFLEET_API_KEY"
 API_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{32,128}$")
 API_KEY_SECRET_LENGTH = 32
 
 
-@dataclass(frozen=True)
-class ApiKey:
-    """A key that can be right. ``str()`` and ``repr()`` show the prefix only."""
+class ApiKey(Secret[str]):
+    """A key that can be right: a ``Secret`` whose ``str()`` and ``repr()`` show the prefix."""
 
-    value: str = field(repr=False)
+    __slots__ = ()
+
+    def __init__(self, value: str | Secret[str]) -> None:
+        super().__init__(reveal(value))
 
     @classmethod
     @sensitive_variables("raw")
     def parse(cls, raw: Any) -> ApiKey:
-        """The key, or ``SendFleetConfigurationError`` saying why it cannot be (never shown)."""
+        """The key, or ``SendFleetConfigurationError`` saying why it cannot be (never shown).
+
+        ``raw`` is the configured value as a ``Secret`` (``conf.py`` reads it so): a bare
+        ``str`` here would be a local variable of this frame in an error report.
+        """
         if not raw:
             raise SendFleetConfigurationError(
                 "SendFleet API key is missing: set SENDFLEET['API_KEY'] (or the "
                 f"{API_KEY_ENVIRONMENT_VARIABLE} environment variable, or the MAILERS "
                 "'api_key' option)."
             )
-        problem = _unusable_key_problem(raw)
+        problem = _unusable_key_problem(reveal(raw))
         if problem is not None:
             raise SendFleetConfigurationError(
                 f"SendFleet API key is malformed: {problem}. Expected '<prefix>.<secret>' as "
@@ -48,20 +54,25 @@ class ApiKey:
         return cls(raw)
 
     @property
+    def value(self) -> str:
+        """The key itself: ``reveal()``, for the callers that hash or send it."""
+        return self.reveal()
+
+    @property
     def prefix(self) -> str:
-        return self.value.partition(".")[0]
+        return self.reveal().partition(".")[0]
 
     @property
-    def secret(self) -> str:
-        return self.value.partition(".")[2]
+    def secret(self) -> Secret[str]:
+        return Secret(self.reveal().partition(".")[2])
 
     @property
-    def secrets(self) -> tuple[str, str]:
+    def secrets(self) -> tuple[Secret[str], Secret[str]]:
         """What must never be logged, stored or shown: the whole key and its secret part."""
-        return (self.value, self.secret)
+        return (self, self.secret)
 
     def shape_warning(self) -> str | None:
-        return api_key_shape_warning(self.value)
+        return api_key_shape_warning(self.reveal())
 
     def __str__(self) -> str:
         return f"{self.prefix}.<secret>"

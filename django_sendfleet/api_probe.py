@@ -45,7 +45,7 @@ def check_api_accepts_key(mailer: Mailer) -> CheckResult | None:
     prefix, url = conf.api_key_prefix, conf.api_url
     if is_plain_http_outside_loopback(url):
         return None  # the key would cross the network unencrypted: check_api_url says so
-    client = SendFleetClient(api_url=url, api_key=conf.api_key.value, timeout=conf.timeout)
+    client = SendFleetClient(api_url=url, api_key=conf.api_key, timeout=conf.timeout)
     started = time.monotonic()
     try:
         client.attempt({})

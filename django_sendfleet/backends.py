@@ -20,7 +20,7 @@ from django.db import transaction
 
 from . import outbox, payloads, priority, signals, tasks
 from .client import SendFleetClient
-from .conf import MAILER_OPTION_NAMES, SendFleetSettings
+from .conf import SendFleetSettings, pop_mailer_options
 from .exceptions import (
     SendFleetError,
     SendFleetInvalidMessage,
@@ -64,7 +64,8 @@ class EmailBackend(BaseEmailBackend):
     def __init__(
         self, fail_silently: bool = False, *, alias: str | None = None, **kwargs: Any
     ) -> None:
-        options = {name: kwargs.pop(name) for name in list(kwargs) if name in MAILER_OPTION_NAMES}
+        # The key as a Secret: error reports show this frame's locals, whatever DEBUG is.
+        options = pop_mailer_options(kwargs)
         if _DJANGO_HAS_MAILERS:
             # Django decides what unknown options mean: InvalidMailer for a MAILERS entry, a
             # deprecation warning otherwise. fail_silently stays here: passing it up is deprecated.

@@ -20,6 +20,7 @@ from .exceptions import (
     SendFleetNetworkError,
 )
 from .redaction import redact
+from .secret import Secret
 
 if TYPE_CHECKING:
     from .conf import SendFleetSettings
@@ -50,9 +51,12 @@ class SendFleetClient:
     """Posts payloads to the send endpoint over one reused connection. One attempt per call:
     retries, waits and the rate limiter belong to the send path (``sending.py``)."""
 
-    def __init__(self, *, api_url: str, api_key: str, timeout: float | tuple[float, float]) -> None:
+    def __init__(
+        self, *, api_url: str, api_key: str | Secret[str], timeout: float | tuple[float, float]
+    ) -> None:
         self.api_url = api_url
-        self._api_key = api_key
+        # Revealed only into the session's header: no frame holds the key as a bare str.
+        self._api_key = ApiKey(api_key)
         self.timeout = timeout
         self._session: requests.Session | None = None
         #: What ``prepare`` built: the payload it is for, the request and how to send it.
@@ -68,9 +72,7 @@ class SendFleetClient:
     @classmethod
     def for_settings(cls, settings: SendFleetSettings) -> SendFleetClient:
         """The client a mailer's settings describe: the one place that builds it."""
-        return cls(
-            api_url=settings.api_url, api_key=settings.api_key.value, timeout=settings.timeout
-        )
+        return cls(api_url=settings.api_url, api_key=settings.api_key, timeout=settings.timeout)
 
     def __repr__(self) -> str:
         # Never the key.
@@ -86,7 +88,11 @@ class SendFleetClient:
         session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
         transports.mount(session, self.api_url)  # a test's in-process sandbox, when installed
         session.headers.update(
-            {"X-API-Key": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+            {
+                "X-API-Key": self._api_key.reveal(),
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
         )
         self._send_options = {"timeout": self.timeout, "allow_redirects": True}
         try:
@@ -181,7 +187,7 @@ class SendFleetClient:
 
     def _without_key(self, error: SendFleetError) -> SendFleetError:
         """A gateway may echo the request's headers back: keep the key out of the error."""
-        secrets = ApiKey(self._api_key).secrets
+        secrets = self._api_key.secrets
         redacted = redact(error.detail, secrets)
         if redacted != error.detail:
             error.detail = redacted

@@ -24,6 +24,7 @@ from .api_key import API_KEY_ENVIRONMENT_VARIABLE, ApiKey
 from .exceptions import SendFleetConfigurationError
 from .priority import HIGH, LOW, parse_priority
 from .reputation_levels import Thresholds, parse_thresholds
+from .secret import Secret, hide_secrets, looks_secret, reveal
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
@@ -112,18 +113,34 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
     )
 
 
-def _secrets(name: str, value: Any) -> tuple[str, ...]:
-    """One webhook signing secret, or several while rotating (old and new both accepted)."""
-    if value is None:
+def _secret(name: str, value: Any) -> Secret[Any]:
+    """The API key as configured, checked by ``SendFleetSettings.api_key``."""
+    return Secret.wrap(value)
+
+
+def _split_secrets(value: Secret[Any]) -> tuple[Secret[Any], ...] | None:
+    """The secrets a WEBHOOK_SECRET value lists, each a ``Secret``; None for a value that is not
+    a string or a list. Raises nothing: its frame holds the revealed value."""
+    values = value.reveal()
+    if values is None:
         return ()
-    values = (value,) if isinstance(value, str) else value
-    if not isinstance(values, list | tuple) or not all(
-        isinstance(v, str) and v.strip() for v in values
+    if isinstance(values, str):
+        return (value,)
+    if isinstance(values, list | tuple):
+        return tuple(Secret.wrap(v) for v in values)
+    return None
+
+
+def _secrets(name: str, value: Any) -> tuple[Secret[str], ...]:
+    """One webhook signing secret, or several while rotating (old and new both accepted)."""
+    secrets = _split_secrets(Secret.wrap(value))
+    if secrets is None or not all(
+        isinstance(reveal(s), str) and reveal(s).strip() for s in secrets
     ):
         raise SendFleetConfigurationError(
             f"SendFleet {name} must be a non-empty string or a list of them (while rotating)."
         )
-    return tuple(values)
+    return secrets
 
 
 def _max_age(name: str, value: Any) -> float | None:
@@ -151,12 +168,8 @@ def _cache_alias(name: str, value: Any) -> str:
     return alias
 
 
-def _anything(name: str, value: Any) -> Any:
-    return value
-
-
 OPTIONS: tuple[Option, ...] = (
-    Option("API_KEY", None, _anything),  # checked by SendFleetSettings.api_key
+    Option("API_KEY", None, _secret),  # checked by SendFleetSettings.api_key
     Option("API_URL", DEFAULT_API_URL, _api_url),
     Option("TIMEOUT", 10.0, _timeout),
     Option("MAX_RETRY_WAIT", 10.0, _seconds),
@@ -193,10 +206,12 @@ MAILER_OPTION_NAMES = frozenset(option.name.lower() for option in OPTIONS if opt
 class SendFleetSettings:
     """django-sendfleet's configuration for one mailer, looked up when used."""
 
-    # Django's error reports show every frame's locals: these hold the key or the secrets.
+    # Django's error reports show every frame's locals, and ``sensitive_variables`` hides
+    # them only when DEBUG is off: the key and the secrets are held as ``Secret``s, whose repr
+    # is redacted, from the moment they are read (``hide_secrets``).
     @sensitive_variables("options")
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self._options = dict(options or {})
+        self._options = hide_secrets(options or {})
         unknown = set(self._options) - MAILER_OPTION_NAMES
         if unknown:
             raise SendFleetConfigurationError(
@@ -208,9 +223,7 @@ class SendFleetSettings:
         option = OPTIONS_BY_NAME[name]
         if name.lower() in self._options:
             return option.parse(name.lower(), self._options[name.lower()])
-        configured = getattr(settings, "SENDFLEET", {})
-        if not isinstance(configured, Mapping):
-            raise SendFleetConfigurationError("settings.SENDFLEET must be a dict.")
+        configured = _project_options()
         unknown = set(configured) - set(OPTIONS_BY_NAME)
         if unknown:
             raise SendFleetConfigurationError(
@@ -235,7 +248,7 @@ class SendFleetSettings:
     @sensitive_variables("raw")
     def api_key(self) -> ApiKey:
         """The API key, refused if it cannot be right. The error never shows the key itself."""
-        raw = self._get("API_KEY") or os.environ.get(API_KEY_ENVIRONMENT_VARIABLE)
+        raw = self._get("API_KEY") or Secret(os.environ.get(API_KEY_ENVIRONMENT_VARIABLE))
         return ApiKey.parse(raw)
 
     @property
@@ -244,7 +257,7 @@ class SendFleetSettings:
         return self.api_key.prefix
 
     @property
-    def secrets(self) -> tuple[str, ...]:
+    def secrets(self) -> tuple[Secret[str], ...]:
         """What must never be logged or stored: the key, its secret part, webhook secrets."""
         return (*self.api_key.secrets, *self.webhook_secrets)
 
@@ -321,7 +334,7 @@ class SendFleetSettings:
         return self._get("LOG_CONTENT")
 
     @property
-    def webhook_secrets(self) -> tuple[str, ...]:
+    def webhook_secrets(self) -> tuple[Secret[str], ...]:
         """The signing secrets accepted for webhooks; empty means every event is refused."""
         return self._get("WEBHOOK_SECRET")
 
@@ -345,11 +358,31 @@ class SendFleetSettings:
         return enabled
 
 
+def _project_options() -> dict[str, Any]:
+    """``settings.SENDFLEET``, its secrets as ``Secret``s (``SendFleetSettings._get``'s frame
+    holds it while an option's value is parsed, and may be in an error report)."""
+    if not isinstance(getattr(settings, "SENDFLEET", {}), Mapping):
+        raise SendFleetConfigurationError("settings.SENDFLEET must be a dict.")
+    return hide_secrets(getattr(settings, "SENDFLEET", {}))
+
+
 def mailer_options(alias: str) -> dict[str, Any]:
-    """The SendFleet options of a Django 6.1 ``MAILERS`` entry ({} before 6.1 or if absent).
+    """The SendFleet options of a Django 6.1 ``MAILERS`` entry ({} before 6.1 or if absent),
+    the key as a ``Secret``.
 
     For code that works for a mailer without a backend instance: the queued worker, checks.
     """
     entry = getattr(settings, "MAILERS", {}).get(alias) or {}
-    options = entry.get("OPTIONS") or {}
+    options = hide_secrets(entry.get("OPTIONS") or {})
     return {name: value for name, value in options.items() if name in MAILER_OPTION_NAMES}
+
+
+def pop_mailer_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the SendFleet options out of a backend's keyword arguments (the MAILERS entry's
+    OPTIONS on Django 6.1), the key as a ``Secret``. What stays in ``kwargs`` is for Django,
+    which refuses unknown options by name (``InvalidMailer``): the value of one named like a
+    secret (a misspelt ``api_key``) is made a ``Secret`` there too, so that neither the
+    backend's frame nor Django's ``BaseEmailBackend`` frame shows it in the error's report."""
+    ours = {name: kwargs.pop(name) for name in list(kwargs) if name in MAILER_OPTION_NAMES}
+    kwargs.update(hide_secrets({name: kwargs[name] for name in kwargs if looks_secret(name)}))
+    return hide_secrets(ours)

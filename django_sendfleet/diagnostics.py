@@ -48,6 +48,7 @@ from .exceptions import (
     SendFleetConfigurationError,
 )
 from .priority import PRIORITIES
+from .reporting import check_error_reports
 from .reputation_check import check_reputation
 
 
@@ -334,4 +335,5 @@ PROJECT_CHECKS: list[Callable[[], CheckResult | None]] = [
     check_webhooks,
     check_outbox,
     check_reputation,
+    check_error_reports,
 ]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .message import OutgoingMessage
     from .outcome import RecipientStatus
+    from .secret import Secret
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -32,7 +33,7 @@ ROWS_PER_WRITE = 1000
 CONTENT_CHARACTERS_PER_WRITE = 2_000_000
 
 
-def stored_detail(text: str, secrets: tuple[str, ...]) -> str:
+def stored_detail(text: str, secrets: tuple[str | Secret[str], ...]) -> str:
     """An error's detail as the log stores it: without secrets, of bounded length."""
     text = redact(text, secrets)
     if len(text) > DETAIL_MAX_LENGTH:
@@ -99,7 +100,9 @@ def _new_row(values: dict[str, Any]) -> SendLog:
     return SendLog(*by_position)
 
 
-def outcome_fields(result: RecipientStatus, secrets: tuple[str, ...]) -> dict[str, Any]:
+def outcome_fields(
+    result: RecipientStatus, secrets: tuple[str | Secret[str], ...]
+) -> dict[str, Any]:
     """The log row's fields that say what became of a send: the same for both backends."""
     error = result.error
     return {
@@ -130,7 +133,7 @@ class SendLogBatch:
         *,
         mailer: str,
         log_content: bool,
-        secrets: tuple[str, ...],
+        secrets: tuple[str | Secret[str], ...],
         webhooks_enabled: bool = False,
         write_rows: Callable[[list[MessageContent], list[SendLog]], None] | None = None,
         priority: str = HIGH,

@@ -28,6 +28,7 @@ from .event_drain import after_answer
 from .event_store import store_event
 from .exceptions import SendFleetWebhookValidationError
 from .models import WebhookEvent
+from .secret import Secret, reveal
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -37,13 +38,15 @@ EVENT_HEADER = "X-SendFleet-Event"
 _SIGNATURE_PREFIX = "sha256="
 
 
-def sign(body: bytes, secret: str) -> str:
+def sign(body: bytes, secret: str | Secret[str]) -> str:
     """The signature header value SendFleet sends for this body."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    digest = hmac.new(reveal(secret).encode(), body, hashlib.sha256).hexdigest()
     return _SIGNATURE_PREFIX + digest
 
 
-def verify_signature(body: bytes, header: str | None, secrets: tuple[str, ...]) -> None:
+def verify_signature(
+    body: bytes, header: str | None, secrets: tuple[str | Secret[str], ...]
+) -> None:
     """Raise ``SendFleetWebhookValidationError`` unless one of the secrets signed this body."""
     if not secrets:
         raise SendFleetWebhookValidationError("No SENDFLEET['WEBHOOK_SECRET'] is configured.")
@@ -60,10 +63,10 @@ def verify_signature(body: bytes, header: str | None, secrets: tuple[str, ...]) 
 @csrf_exempt  # SendFleet cannot send a CSRF token; the HMAC signature authenticates instead.
 @login_not_required  # nor log in: LoginRequiredMiddleware would redirect every event away.
 @require_POST
-@sensitive_variables("secrets")  # kept out of Django's error reports (a database error's)
+@sensitive_variables("secrets")  # with DEBUG off; with it on, they show as Secret('****')
 def webhook_view(request: HttpRequest) -> HttpResponse:
     settings = SendFleetSettings()
-    secrets = settings.webhook_secrets
+    secrets = settings.webhook_secrets  # Secrets: revealed only into the HMAC (sign)
     if not secrets:
         logger.error("SendFleet webhook refused: SENDFLEET['WEBHOOK_SECRET'] is not set")
         return _refuse(403, "Webhook secret not configured.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pprint
 import traceback
 from collections.abc import Iterator
 from io import StringIO
@@ -23,6 +24,7 @@ from typing import Any
 
 import django
 import pytest
+from django.core import mail
 from django.core.cache import caches
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
@@ -32,7 +34,8 @@ from django.urls import reverse
 from django_sendfleet import signals
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.client import SendFleetClient
-from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.conf import SendFleetSettings, mailer_options
+from django_sendfleet.config_review import sendfleet_mailers
 from django_sendfleet.exceptions import SendFleetConfigurationError, SendFleetError
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 from django_sendfleet.ratelimit import SlidingWindowLimiter
@@ -45,6 +48,7 @@ from django_sendfleet.sandbox import (
     SUSPENDED_API_KEY,
     UNAPPROVED_API_KEY,
 )
+from django_sendfleet.secret import REDACTED, Secret
 from django_sendfleet.webhooks import sign
 from tests.test_fault_matrix import MATRIX, World, answered_by, run_queued, run_sync
 
@@ -511,6 +515,8 @@ def test_objects_holding_the_key_do_not_show_it(
         objects = [backend, queued, client, conf, SendFleetSettings(options)]
         objects += [SlidingWindowLimiter.for_settings(conf), backend.limiter]
         objects += [SendFleetClient(api_url="https://x.example/", api_key=API_KEY, timeout=1)]
+        # What the settings give: held as Secrets (an error report shows them as variables).
+        objects += [conf.api_key, conf.webhook_secrets, conf.secrets, conf.api_key.secret]
         for thing in objects:
             watch.text(f"repr({type(thing).__name__})", repr(thing))
             watch.text(f"str({type(thing).__name__})", str(thing))
@@ -559,4 +565,104 @@ def test_an_echoed_key_is_redacted_from_what_is_stored_and_shown(
 def test_an_echoed_key_is_redacted_from_exceptions_and_logs(echoing_answer, watch):
     for error in echoing_answer:
         watch.exception("raised or signalled", error)
+    watch.assert_clean()
+
+
+# Secrets are held as ``Secret``s from the moment a setting is read (Django's error reports show
+# every frame's variables, and ``sensitive_variables`` works only with DEBUG off).
+
+
+def shown_forms(value: Any) -> dict[str, str]:
+    """Every way a value is turned into text by what reports, logs or formats it."""
+    return {
+        "str": str(value),
+        "repr": repr(value),
+        "format": f"{value}",
+        "%s": "%s" % (value,),  # noqa: UP031  (logging's way)
+        "pformat": pprint.pformat(value),  # Django's error reports
+        "in a dict": repr({"key": value}),
+        "json default=str": json.dumps({"key": value}, default=str),
+    }
+
+
+def test_a_secret_shows_redacted_and_reveals_its_value() -> None:
+    secret = Secret(API_KEY)
+    for how, shown in shown_forms(secret).items():
+        assert API_KEY not in shown and API_KEY.partition(".")[2] not in shown, how
+        assert REDACTED in shown, how
+    assert secret.reveal() == API_KEY
+    assert Secret.wrap(secret) is secret and Secret.wrap(API_KEY) == secret
+    assert secret != Secret(API_KEY + "x") and secret != API_KEY  # a Secret is not its text
+    assert len({secret, Secret(API_KEY)}) == 1
+    assert bool(secret) and not Secret("") and not Secret(None)
+
+
+MAILER_KEY = "sfmailr1.TheMarketingMailersSecretHalfNeverShown"
+
+
+def configure_everywhere(settings, sendfleet_settings, monkeypatch, where: str) -> str:
+    """Configure the key in one of the places it is read from; return the mailer alias."""
+    sendfleet_settings.pop("API_KEY")
+    if where == "SENDFLEET":
+        sendfleet_settings["API_KEY"] = API_KEY
+    elif where == "environment":
+        monkeypatch.setenv("SENDFLEET_API_KEY", API_KEY)
+    else:
+        if django.VERSION < (6, 1):
+            pytest.skip("MAILERS OPTIONS are Django 6.1+")
+        settings.MAILERS = {
+            **settings.MAILERS,
+            "marketing": {
+                "BACKEND": "django_sendfleet.backends.EmailBackend",
+                "OPTIONS": {"api_key": API_KEY, "api_url": sendfleet_settings["API_URL"]},
+            },
+        }
+        return "marketing"
+    return "default"
+
+
+@pytest.mark.parametrize("where", ["SENDFLEET", "environment", "MAILERS OPTIONS"])
+def test_the_key_and_webhook_secrets_are_secrets_from_the_moment_they_are_read(
+    where, watch, settings, sendfleet_settings, monkeypatch, sandbox
+) -> None:
+    alias = configure_everywhere(settings, sendfleet_settings, monkeypatch, where)
+    conf = SendFleetSettings(mailer_options(alias))
+    key, webhook_secrets = conf.api_key, conf.webhook_secrets
+    assert isinstance(key, Secret) and key.reveal() == API_KEY
+    assert [type(s) for s in webhook_secrets] == [Secret]
+    assert [s.reveal() for s in webhook_secrets] == [WEBHOOK_SECRET]
+    assert all(isinstance(s, Secret) for s in conf.secrets)
+    held = {
+        "api_key": key,
+        "webhook_secrets": webhook_secrets,
+        "secrets": conf.secrets,
+        "mailer_options": mailer_options(alias),
+        "mailers": sendfleet_mailers(),
+        "the settings' own options": conf._options,
+    }
+    for name, value in held.items():
+        for how, shown in shown_forms(value).items():
+            watch.text(f"{name} ({how})", shown)
+    watch.assert_clean()
+    # Revealed where it is used: the request's header authenticates, the HMAC verifies.
+    backend = mail.mailers[alias] if django.VERSION >= (6, 1) else EmailBackend()
+    backend.send_messages([EmailMessage("Hi", "Body", SENDER, ["ann@x.org"])])
+    assert [request.status for request in sandbox.requests] == [200]
+    body = b'{"event_type": "email.delivered", "message_id": "m-1", "to": "ann@x.org"}'
+    assert sign(body, webhook_secrets[0]) == sign(body, WEBHOOK_SECRET)
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS OPTIONS are Django 6.1+")
+def test_a_misspelt_option_keeps_the_key_a_secret_in_what_the_backend_passes_to_django(
+    watch, sandbox
+) -> None:
+    """Django refuses unknown options by name; the value of one named like a secret reaches
+    ``BaseEmailBackend.__init__`` (a frame of the error's report) as a Secret."""
+    with pytest.raises(mail.InvalidMailer) as caught:
+        EmailBackend(alias="default", apikey=API_KEY, timout=5)
+    assert "'apikey'" in str(caught.value) and "'timout'" in str(caught.value)
+    watch.exception("InvalidMailer", caught.value)
+    for frame, _ in traceback.walk_tb(caught.value.__traceback__):
+        for name, value in frame.f_locals.items():
+            watch.text(f"{frame.f_code.co_name}: {name}", pprint.pformat(value))
     watch.assert_clean()

@@ -20,6 +20,7 @@ from django_sendfleet.diagnostics import MAILER_CHECKS, PROJECT_CHECKS
 from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.mailers import configured_mailers
 from django_sendfleet.redaction import redact
+from django_sendfleet.secret import Secret
 
 NO_MAILER_FIX = (
     "Django 6.1: add a MAILERS entry with 'BACKEND': 'django_sendfleet.backends.EmailBackend' "
@@ -153,9 +154,9 @@ def no_mailer_result() -> CheckResult:
     return CheckResult("mailers", ERROR, message, NO_MAILER_FIX)
 
 
-def key_secrets(mailers: list[Mailer]) -> set[str]:
+def key_secrets(mailers: list[Mailer]) -> set[Secret[str]]:
     """Every configured key and its secret part, to keep out of the output whatever happens."""
-    secrets: set[str] = set()
+    secrets: set[Secret[str]] = set()
     for conf in [mailer.conf for mailer in mailers] + [SendFleetSettings()]:
         try:
             key = conf.api_key

@@ -1,0 +1,152 @@
+"""An exception reporter filter that keeps secrets out of the frames Django's reports show.
+
+django-sendfleet's own frames hold the key and the webhook secrets as ``Secret``s
+(``secret.py``), shown redacted whatever ``DEBUG`` is. Django's frames are Django's: a MAILERS
+entry's ``OPTIONS`` dict, with the key (or the SMTP backend's ``password``) in it, is a local
+variable of ``MailersHandler.create_connection`` (``config``, ``options``) and of the backend's
+``__init__``, and a misspelt option raises ``InvalidMailer`` from right there. Django's
+``SafeExceptionReporterFilter`` cleanses settings by name, but frame variables only where
+``sensitive_variables`` marks them, and only when ``DEBUG`` is off.
+
+``SecretsReporterFilter`` also cleanses, in every frame and whatever ``DEBUG`` is (as Django
+cleanses settings), each variable whose name looks like a secret and each value under a
+secret-looking key of a dict, however deeply nested in dicts, lists and tuples::
+
+    DEFAULT_EXCEPTION_REPORTER_FILTER = "django_sendfleet.reporting.SecretsReporterFilter"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.datastructures import MultiValueDict
+from django.utils.module_loading import import_string
+from django.views.debug import SafeExceptionReporterFilter
+
+from .check_result import OK, WARNING, CheckResult
+from .mailers import configured_mailers
+from .secret import SECRET_NAME, Secret
+
+FILTER_PATH = "django_sendfleet.reporting.SecretsReporterFilter"
+#: Containers nested deeper than this are not looked into: shown as a placeholder instead.
+MAX_DEPTH = 20
+
+
+class SecretsReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter, plus: secret-named variables and dict values cleansed in every frame."""
+
+    #: Searched in variable names and dict keys, case-insensitively (``api_key``, ``secret``,
+    #: ``password``, ``token``...). A subclass may set its own.
+    secret_names: re.Pattern[str] = SECRET_NAME
+
+    def get_traceback_frame_variables(self, request: HttpRequest | None, tb_frame: Any) -> Any:
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return [
+            (name, self.cleansed_substitute if self.is_secret(name) else self.cleanse(value))
+            for name, value in variables
+        ]
+
+    def is_secret(self, name: object) -> bool:
+        return isinstance(name, str) and self.secret_names.search(name) is not None
+
+    def cleanse(self, value: Any) -> Any:
+        """``value``, or a copy of it with every value under a secret-looking key replaced.
+        The value itself is never changed, and is returned as it is when it holds no secret."""
+        try:
+            return self._cleanse(value, depth=0, path=set())
+        except Exception:  # an odd mapping: show nothing rather than what it may hold
+            return self.cleansed_substitute
+
+    def _cleanse(self, value: Any, depth: int, path: set[int]) -> Any:
+        if isinstance(value, str | bytes | int | float | Secret) or value is None:
+            return value
+        container = isinstance(value, Mapping | list | tuple)
+        if not container:
+            return value
+        if id(value) in path:  # a cycle: the copy cannot refer back to the original
+            return f"<recursion on {type(value).__name__}>"
+        if depth >= MAX_DEPTH:
+            return f"<{type(value).__name__} nested too deeply to be shown>"
+        path = path | {id(value)}
+        if isinstance(value, MultiValueDict):
+            secret = [key for key in value if self.is_secret(key)]
+            if not secret:
+                return value
+            copy = value.copy()
+            for key in secret:
+                copy.setlist(key, [self.cleansed_substitute])
+            return copy
+        if isinstance(value, Mapping):
+            items = list(value.items())
+            values = [
+                self.cleansed_substitute if self.is_secret(k) else self._cleanse(v, depth + 1, path)
+                for k, v in items
+            ]
+            if _unchanged([v for _, v in items], values):
+                return value
+            return {k: v for (k, _), v in zip(items, values, strict=True)}
+        members = list(value)
+        cleansed = [self._cleanse(member, depth + 1, path) for member in members]
+        if _unchanged(members, cleansed):
+            return value
+        return tuple(cleansed) if isinstance(value, tuple) else cleansed
+
+
+def _unchanged(values: list[Any], cleansed: list[Any]) -> bool:
+    return all(new is old for old, new in zip(values, cleansed, strict=True))
+
+
+# sendfleet_check's "error reports" line (diagnostics.PROJECT_CHECKS).
+
+ERROR_REPORTS_FIX = (
+    f"Set DEFAULT_EXCEPTION_REPORTER_FILTER = {FILTER_PATH!r} (docs/configuration.md, 'Secrets "
+    "in Django's error reports'), or move the secrets out of OPTIONS (SENDFLEET['API_KEY'] or "
+    "the SENDFLEET_API_KEY environment variable)."
+)
+
+
+def filter_in_use() -> bool:
+    """Whether ``DEFAULT_EXCEPTION_REPORTER_FILTER`` is ``SecretsReporterFilter`` (or a
+    subclass of it)."""
+    try:
+        configured = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+    except ImportError:
+        return False
+    return isinstance(configured, type) and issubclass(configured, SecretsReporterFilter)
+
+
+def secret_mailer_options() -> dict[str, list[str]]:
+    """The ``OPTIONS`` names that look like secrets, per mailer alias (Django 6.1 ``MAILERS``,
+    any backend): Django's own frames show them in an error's report. Names, never values."""
+    found = {}
+    for alias, config in configured_mailers().items():
+        options = config.get("OPTIONS") if isinstance(config, Mapping) else None
+        names = sorted(str(name) for name in (options or {}) if SECRET_NAME.search(str(name)))
+        if names:
+            found[alias] = names
+    return found
+
+
+def check_error_reports() -> CheckResult:
+    """Whether Django's error reports may show a secret from a mailer's OPTIONS."""
+    if filter_in_use():
+        message = "DEFAULT_EXCEPTION_REPORTER_FILTER is SecretsReporterFilter: secrets cleansed"
+        return CheckResult("error reports", OK, message, data={"filter": FILTER_PATH})
+    exposed = secret_mailer_options()
+    data = {"filter": settings.DEFAULT_EXCEPTION_REPORTER_FILTER, "secret_options": exposed}
+    if exposed:
+        where = "; ".join(f"MAILERS[{a!r}] OPTIONS {', '.join(n)}" for a, n in exposed.items())
+        message = (
+            f"{where}: Django's error reports (the DEBUG 500 page, the admins' error mail) show "
+            "these in Django's own frames, e.g. when an option is misspelt"
+        )
+        return CheckResult("error reports", WARNING, message, ERROR_REPORTS_FIX, data)
+    message = (
+        "no mailer's OPTIONS hold a secret; DEFAULT_EXCEPTION_REPORTER_FILTER = "
+        f"{FILTER_PATH!r} is recommended all the same"
+    )
+    return CheckResult("error reports", OK, message, data=data)
