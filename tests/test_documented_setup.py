@@ -109,6 +109,7 @@ def test_the_error_mail_settings_keep_a_failed_report_from_raising(
 
 
 QUICKSTART = "docs/quickstart.md"
+STEP_2 = "2. Configure"
 #: A key of SendFleet's shape, as a developer's shell may hold one; the sandbox refuses it (401).
 REAL_LOOKING_KEY = "sflive01.ARealKeyExportedInThisShell0000001"
 
@@ -134,24 +135,31 @@ def manage(project: Path, *args: str, env: dict[str, str]) -> subprocess.Complet
     )
 
 
-def follow_step_2(project: Path) -> None:
-    """Quick start step 2 as written, for this Django: the settings (on 6.1 in place of the
-    MAILERS startproject wrote), error mail on 6.1, the webhook route, its secret, SQLite."""
+def follow_step_2_settings(project: Path) -> None:
+    """Quick start step 2's settings for this Django (on 6.1 in place of the MAILERS that
+    startproject wrote), before its migrate."""
     settings_file = project / "mysite" / "settings.py"
     code = settings_file.read_text()
-    section = "2. Configure"
     if django.VERSION >= (6, 1):
         code = re.sub(r"\nMAILERS = \{.*?\n\}\n", "\n", code, flags=re.DOTALL)
-        code += "\n" + python_blocks(QUICKSTART, section)[0]
-        code += "\n" + block_containing(QUICKSTART, "AdminEmailHandler", section)
+        code += "\n" + python_blocks(QUICKSTART, STEP_2)[0]
     else:
-        code += "\n" + block_containing(QUICKSTART, "EMAIL_BACKEND =", section)
-    code += "\n" + block_containing(QUICKSTART, "WEBHOOK_SECRET", section)
-    code += "\n" + block_containing(QUICKSTART, "transaction_mode", section)
+        code += "\n" + block_containing(QUICKSTART, "EMAIL_BACKEND =", STEP_2)
+    settings_file.write_text(code)
+
+
+def follow_step_2_after_migrate(project: Path) -> None:
+    """The rest of step 2: error mail on 6.1, the webhook route, its secret, SQLite's options."""
+    settings_file = project / "mysite" / "settings.py"
+    code = settings_file.read_text()
+    if django.VERSION >= (6, 1):
+        code += "\n" + block_containing(QUICKSTART, "AdminEmailHandler", STEP_2)
+    code += "\n" + block_containing(QUICKSTART, "WEBHOOK_SECRET", STEP_2)
+    code += "\n" + block_containing(QUICKSTART, "transaction_mode", STEP_2)
     settings_file.write_text(code)
     [route] = [
         line.strip()
-        for line in block_containing(QUICKSTART, "django_sendfleet.urls", section).splitlines()
+        for line in block_containing(QUICKSTART, "django_sendfleet.urls", STEP_2).splitlines()
         if "django_sendfleet.urls" in line
     ]
     urls_file = project / "mysite" / "urls.py"
@@ -185,10 +193,14 @@ def test_the_quick_start_followed_in_order_works_in_a_new_project(tmp_path):
         check=True,
         capture_output=True,
     )
-    follow_step_2(tmp_path)
+    follow_step_2_settings(tmp_path)
     migrated = manage(tmp_path, "migrate", env=shell_env())  # step 4 sets the key: not yet
     assert migrated.returncode == 0, migrated.stderr
     assert "ERRORS" not in migrated.stderr
+    follow_step_2_after_migrate(tmp_path)
+    checked = manage(tmp_path, "check", env=shell_env())  # as runserver does
+    assert checked.returncode == 0, checked.stderr
+    assert "ERRORS" not in checked.stderr and "sendfleet.W003" not in checked.stderr
 
     sandbox, url = start_sandbox_as_step_3_says()
     try:
