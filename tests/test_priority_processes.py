@@ -41,14 +41,20 @@ def _drain_bulk(start: Any, key_id: str, count: int) -> None:
         limiter.acquire(max_wait=60, priority=LOW)
 
 
-def _send_transactional(start: Any, key_id: str, count: int) -> list[tuple[int, float]]:
+def _send_transactional(
+    start: Any, key_id: str, count: int, redis_url: str
+) -> list[tuple[int, float]]:
     """Each send asks as ``acquire`` does; returns per send when it was first refused (this
     machine's clock, which Redis's TIME reads too), or 0.0 when a slot was free at once."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
     limiter = _real_limiter(key_id)
     start()
-    refused: list[tuple[float, float]] = []
+    refused: list[tuple[int, float]] = []
     for number in range(count):
-        time.sleep(0.5 + 0.13 * number)  # into the drain, at different phases
+        time.sleep(0.2 + 0.07 * number)  # into the drain, at different phases
+        _until_the_window_is_full(client, limiter)
         waiter, first_refusal = uuid.uuid4().hex, None
         while (wait := limiter.try_acquire(priority=HIGH, waiter=waiter, will_wait=60)) > 0:
             if first_refusal is None:
@@ -56,6 +62,17 @@ def _send_transactional(start: Any, key_id: str, count: int) -> list[tuple[int, 
             time.sleep(wait)
         refused.append((number, first_refusal or 0.0))
     return refused
+
+
+def _until_the_window_is_full(client: Any, limiter: SlidingWindowLimiter) -> None:
+    """Wait (a few windows at most) until the drain has filled the window, so the send that
+    follows most likely finds no free slot, however late a loaded machine wakes the drains."""
+    deadline = time.monotonic() + 5 * limiter.rate.window
+    while time.monotonic() < deadline:
+        since = (time.time() - limiter.rate.window) * 1e6
+        if client.zcount(limiter.cache_key, f"({since}", "+inf") >= limiter.requests:
+            return
+        time.sleep(0.002)
 
 
 def _child(work: Any, barrier: Any, results: Any, redis_url: str, *args: Any) -> None:
@@ -88,20 +105,20 @@ def test_processes_sharing_one_key_leave_transactional_sends_the_next_slot(
             admitted.update(client.zrange(limiter.cache_key, 0, -1, withscores=True))
             time.sleep(0.02)
 
-    bulk_each, transactional = 12, 4
+    bulk_each, transactional = 15, 8
     work = [
-        (_drain_bulk, bulk_each),
-        (_drain_bulk, bulk_each),
-        (_send_transactional, transactional),
+        (_drain_bulk, (bulk_each,)),
+        (_drain_bulk, (bulk_each,)),
+        (_send_transactional, (transactional, redis_url)),
     ]
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(len(work)), context.Queue()
     processes = [
         context.Process(
             target=_child,
-            args=(target, barrier, results, redis_url, key_id, count),
+            args=(target, barrier, results, redis_url, key_id, *more),
         )
-        for target, count in work
+        for target, more in work
     ]
     watcher = threading.Thread(target=watch)
     watcher.start()
