@@ -194,19 +194,25 @@ class _RowEraser:
             pending = [pk for pk, status, _, _ in rows if status == LogStatus.PENDING]
             settled = [pk for pk, status, _, _ in rows if status not in _OUTBOX]
             contents = sorted({c for pk, _, c, _ in rows if c and pk not in sending})
-            self.in_flight |= sending
             report = self.report
-            report.send_log_rows += len(pending) + len(settled)
-            report.outbox_cancelled += len(pending)
             if report.dry_run:
+                cancelled, anonymised = len(pending), len(settled)
                 report.message_contents += self._count_unshared(contents)
             else:
-                self._anonymise(pending, settled)
+                cancelled, anonymised = self._anonymise(pending, settled)
+                if cancelled < len(pending):
+                    # Claimed by a worker since it was read (SQLite locks no rows): in flight.
+                    left = self.log.filter(pk__in=pending).exclude(recipient=FORGOTTEN)
+                    sending |= set(left.values_list("pk", flat=True))
                 report.message_contents += _release(contents)
+            self.in_flight |= sending
+            report.send_log_rows += cancelled + anonymised
+            report.outbox_cancelled += cancelled
         erased = [row for row in rows if row[0] not in sending]
         self.events.of_rows([row[0] for row in erased], [row[3] for row in erased])
 
-    def _anonymise(self, pending: list[int], settled: list[int]) -> None:
+    def _anonymise(self, pending: list[int], settled: list[int]) -> tuple[int, int]:
+        """Cancel the pending rows and anonymise the settled ones: how many of each."""
         now = timezone.now()
         anonymous: dict[str, Any] = {
             "recipient": FORGOTTEN,
@@ -221,10 +227,11 @@ class _RowEraser:
             "html_body": "",
             "updated_at": now,
         }
+        cancelled = anonymised = 0
         if pending:
             # Only while still pending: a worker's claim and this are exclusive. The status
             # and error code change: the rollups move with them (SendLogQuerySet.update).
-            self.log.filter(pk__in=pending, status=LogStatus.PENDING).update(
+            cancelled = self.log.filter(pk__in=pending, status=LogStatus.PENDING).update(
                 status=LogStatus.REJECTED,
                 error_code=CANCELLED_CODE,
                 not_before=None,
@@ -232,7 +239,9 @@ class _RowEraser:
             )
         if settled:
             # No column a rollup counts by changes: the rollups are not touched.
-            self.log.filter(pk__in=settled).exclude(status__in=_OUTBOX).update(**anonymous)
+            settled_rows = self.log.filter(pk__in=settled).exclude(status__in=_OUTBOX)
+            anonymised = settled_rows.update(**anonymous)
+        return cancelled, anonymised
 
     def _count_unshared(self, contents: list[int]) -> int:
         """Content that erasing would delete: no row about anyone else refers to it."""

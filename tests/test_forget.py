@@ -137,6 +137,10 @@ def test_the_hash_is_keyed_by_secret_key_and_never_the_plain_address(settings):
     assert ANN not in str(vars(entry))
     # salted_hmac's construction, keyed by SECRET_KEY (its derived key computed once).
     assert entry.digest == salted_hmac(forgotten.KEY_SALT, ANN, algorithm="sha256").hexdigest()
+    fallback = "a fallback key " + "w" * 50
+    assert forgotten.digest_of(ANN, fallback) == (
+        salted_hmac(forgotten.KEY_SALT, ANN, secret=fallback, algorithm="sha256").hexdigest()
+    )
     settings.SECRET_KEY = "another key " + "z" * 50
     assert forgotten.digest_of(ANN) != entry.digest
     assert entry.digest != hashlib.sha256(ANN.encode()).hexdigest()
