@@ -17,7 +17,14 @@ from django.core.cache import caches
 from django.core.mail import EmailMessage, send_mail
 from django.urls import reverse
 
-from django_sendfleet import event_drain, key_guard, reputation_state, shared_cache, signals
+from django_sendfleet import (
+    event_drain,
+    key_guard,
+    reputation_state,
+    shared_cache,
+    signals,
+    transports,
+)
 from django_sendfleet.exceptions import SendFleetAuthenticationError, SendFleetKeyRefused
 from django_sendfleet.models import SendLog
 from django_sendfleet.ratelimit import SlidingWindowLimiter
@@ -173,6 +180,13 @@ def test_the_socket_sandbox_records_the_waits_and_moves_its_clock(sendfleet_sett
 
     assert sandbox.retry_waits == [30]
     assert [r.status for r in sandbox.requests] == [200, 429, 200]
+
+
+def test_a_stopped_socket_sandbox_records_no_more_waits():
+    with sandbox_for_test(socket=True) as sandbox:
+        transports.wait(0.001)
+    transports.wait(0.001)  # slept: no sandbox runs
+    assert sandbox.retry_waits == [0.001]
 
 
 @pytest.mark.django_db

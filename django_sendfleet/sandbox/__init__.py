@@ -140,7 +140,7 @@ class Sandbox(BaseSandbox):
             return
         server, thread = self._server, self._thread
         self._server = self._thread = None
-        transports.uninstall(self.base_url_of(server))
+        transports.uninstall(self.base_url_of(server) + "/")
         self.configure_webhook(None)
         server.shutdown()
         server.close_open_connections()
