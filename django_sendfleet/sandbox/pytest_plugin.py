@@ -99,8 +99,9 @@ class SendFleetSandboxWarning(UserWarning):
 
 def _in_memory_sqlite() -> bool:
     from django.db import connections
+    from django.db.backends.sqlite3.base import DatabaseWrapper as SQLite
 
-    return any(c.vendor == "sqlite" and c.is_in_memory_db() for c in connections.all())
+    return any(isinstance(c, SQLite) and c.is_in_memory_db() for c in connections.all())
 
 
 @pytest.fixture

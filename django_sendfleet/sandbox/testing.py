@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from django.test.utils import TestContextDecorator, override_settings
 
@@ -35,6 +35,7 @@ from .project import sender_domains as project_sender_domains
 
 __all__ = ["BACKEND", "backend_settings", "make_sandbox", "sandbox_for_test"]
 
+_C = TypeVar("_C", bound=Callable[..., Any])
 #: A sender domain's state by name, or names (verified).
 SenderDomains = Mapping[str, str] | list[str] | tuple[str, ...]
 
@@ -131,7 +132,7 @@ class use_sendfleet_sandbox(TestContextDecorator):  # lower case, like override_
         finally:
             running.__exit__(None, None, None)
 
-    def decorate_callable(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate_callable(self, func: _C) -> _C:
         """Django's wrapper, whose signature leaves out the keyword argument it passes: pytest
         reads a test function's parameters as fixtures, and there is no ``sandbox`` fixture."""
         wrapper = super().decorate_callable(func)
