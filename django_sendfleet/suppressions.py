@@ -20,6 +20,8 @@ from .models import Suppression, normalise_email
 QUERY_CHUNK = 500
 #: Parameters per lookup query: Django 5.2 allows SQLite 999.
 LOOKUP_PARAMETERS = 999
+_EMAIL = next(f for f in Suppression._meta.concrete_fields if f.name == "email")
+_DIGEST = next(f for f in ForgottenAddress._meta.concrete_fields if f.name == "digest")
 
 
 def suppressed_among(addresses: Iterable[str]) -> set[str]:
@@ -53,15 +55,11 @@ def _listed_or_hashed(emails: list[str], digests: list[str]) -> list[str]:
     connection = connections[db]
     quote = connection.ops.quote_name
     parts = []
-    for model, field, values in (
-        (Suppression, "email", emails),
-        (ForgottenAddress, "digest", digests),
-    ):
-        column = quote(model._meta.get_field(field).column)
+    for field, values in ((_EMAIL, emails), (_DIGEST, digests)):
+        column = quote(field.column or field.name)  # set on every concrete field
         marks = ", ".join(["%s"] * len(values))
-        parts.append(
-            f"SELECT {column} FROM {quote(model._meta.db_table)} WHERE {column} IN ({marks})"
-        )
+        table = quote(field.model._meta.db_table)
+        parts.append(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})")
     # Written out: the ORM's preparation of a thousand parameters costs more than the query.
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), [*emails, *digests])
