@@ -2,12 +2,13 @@
 subprocess as a user's would (``tests/test_user_projects.py``).
 
 It is ``startproject``'s settings (SQLite in ``db.sqlite3``, so tests get the in-memory
-database) with django-sendfleet set up as docs/quickstart.md says, on the shop's own domain
-(``acme-shop.com``, errors from ``ops.acme-shop.com``): on Django 6.1 the mailers "default"
-(with its own ``OPTIONS``), "admins" (Django's error mail, ``fail_silently``), "newsletter"
-(queued and bulk) and "console"; before 6.1 ``EMAIL_BACKEND`` (``SHOP_EMAIL_BACKEND`` in the
-environment may name the queued one) and ``SENDFLEET``. Its views are docs/testing.md's receipt
-view and one that fails, for Django's error mail.
+database) with django-sendfleet's mailers, on the shop's own domain (``acme-shop.com``, errors
+from ``ops.acme-shop.com``): on Django 6.1 "default" (with ``OPTIONS`` of its own, a key among
+them: the case where a mailer's value would win over the test's), "admins" (Django's error
+mail, ``fail_silently``, as docs/quickstart.md sets it), "newsletter" (queued and bulk, as
+docs/reputation.md does) and "console"; before 6.1 ``EMAIL_BACKEND`` (``SHOP_EMAIL_BACKEND`` in
+the environment may name the queued one) and ``SENDFLEET``. Its views are docs/testing.md's
+receipt view and one that fails, for Django's error mail.
 """
 
 from __future__ import annotations

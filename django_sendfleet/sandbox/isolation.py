@@ -13,8 +13,9 @@ django-sendfleet keeps outside the database:
   looked for due retries and unknown sends (``event_drain``).
 
 What it leaves, because it changes no outcome: caches of pure computations (parsed addresses,
-SQL text per model), pooled Redis connections, the SQLite write turns, signal receivers (your
-own), and in-process transports (each sandbox removes its own when it stops).
+SQL text per model, the HMAC of each secret key), pooled Redis connections, the SQLite write
+turns, signal receivers (your own), and in-process transports (each sandbox removes its own
+when it stops).
 """
 
 from __future__ import annotations
