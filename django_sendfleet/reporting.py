@@ -134,7 +134,10 @@ def secret_mailer_options() -> dict[str, list[str]]:
 def check_error_reports() -> CheckResult:
     """Whether Django's error reports may show a secret from a mailer's OPTIONS."""
     if filter_in_use():
-        message = "DEFAULT_EXCEPTION_REPORTER_FILTER is SecretsReporterFilter: secrets cleansed"
+        message = (
+            "DEFAULT_EXCEPTION_REPORTER_FILTER is SecretsReporterFilter: secrets cleansed "
+            "from every frame"
+        )
         return CheckResult("error reports", OK, message, data={"filter": FILTER_PATH})
     exposed = secret_mailer_options()
     data = {"filter": settings.DEFAULT_EXCEPTION_REPORTER_FILTER, "secret_options": exposed}
@@ -146,7 +149,7 @@ def check_error_reports() -> CheckResult:
         )
         return CheckResult("error reports", WARNING, message, ERROR_REPORTS_FIX, data)
     message = (
-        "no mailer's OPTIONS hold a secret; DEFAULT_EXCEPTION_REPORTER_FILTER = "
+        "no mailer keeps a secret in its OPTIONS; DEFAULT_EXCEPTION_REPORTER_FILTER = "
         f"{FILTER_PATH!r} is recommended all the same"
     )
     return CheckResult("error reports", OK, message, data=data)

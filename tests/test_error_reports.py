@@ -53,6 +53,7 @@ from django_sendfleet.secret import REDACTED
 from django_sendfleet.webhooks import sign
 
 from .conftest import BACKEND
+from .docs_snippets import block_containing
 
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),
@@ -322,6 +323,10 @@ def test_a_misspelt_option_shows_the_key_in_no_frame_of_the_package(
 def test_a_misspelt_option_shows_no_secret_with_the_filter(
     options, reports, client, settings, use_filter
 ) -> None:
+    """The filter as docs/configuration.md says to set it."""
+    documented: dict[str, Any] = {}
+    exec(block_containing("docs/configuration.md", "DEFAULT_EXCEPTION_REPORTER_FILTER"), documented)
+    assert documented["DEFAULT_EXCEPTION_REPORTER_FILTER"] == FILTER_PATH
     use_filter(FILTER_PATH)
     settings.MAILERS = {"default": {"BACKEND": BACKEND, "OPTIONS": options}}
     send_receipt(client, reports)
