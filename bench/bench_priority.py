@@ -282,7 +282,8 @@ def main() -> int:
                 for name in engines:
                     for baseline in ([args.baseline] if args.baseline else []) + [""]:
                         runs.append(drain(name, args, redis_url, log, baseline))
-                        print(f"  {name} {runs[-1].code} {size}: done", flush=True)
+                        run = runs[-1]
+                        print(f"  {row(run, 'queued', run.transactional_waits, 2)}", flush=True)
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
     print(f"(worker output: {log})")
