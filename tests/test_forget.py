@@ -183,6 +183,17 @@ def test_a_big_batch_stays_within_the_query_parameter_limit(settings):
     assert len(queries.captured_queries) == 4  # 1200 / 333, rounded up
 
 
+def test_a_value_with_a_line_break_is_looked_up_as_any_other():
+    """PostgreSQL's lookup sends each list as one text split on line breaks, but for this."""
+    odd = "odd\nname@example.com"
+    Suppression.objects.create(email=odd)
+    forget("gone@example.com")
+    assert suppressed_among([odd, "gone@example.com", "ann@example.com"]) == {
+        odd,
+        "gone@example.com",
+    }
+
+
 def test_a_rotated_secret_key_still_recognises_forgotten_addresses(settings, sandbox):
     settings.SECRET_KEY = "old-key-" + "x" * 50
     forget(ANN)
