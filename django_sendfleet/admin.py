@@ -31,6 +31,7 @@ from .changelist import (
 )
 from .erasure_admin import ForgetPeople
 from .error_table import spec_for_code
+from .forgotten import FORGOTTEN
 from .models import SendLog, Suppression, WebhookEvent, normalise_email
 from .resend import OUTBOX_STATUSES, resend_entries
 from .suppressions import suppress, suppressed_among
@@ -277,6 +278,8 @@ class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
         entries = self._selected_rows(request, queryset)
         if entries is None:
             return
+        # A forgotten person's rows name no address: they stay suppressed by its hash.
+        entries = [entry for entry in entries if entry.recipient != FORGOTTEN]
         message_ids = {normalise_email(entry.recipient): entry.message_id for entry in entries}
         already = suppressed_among(message_ids)
         note = f"Added from the send log by {request.user.get_username()}."

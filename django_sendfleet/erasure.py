@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,13 +90,11 @@ def forget(
     batch_size: int = BATCH_SIZE,
     dry_run: bool = False,
     wait: float = 0.0,
-    progress: Callable[[ErasureReport], None] | None = None,
 ) -> ErasureReport:
     """Erase what the tables hold about these addresses and keep them suppressed.
 
     ``wait``: seconds to wait for rows being sent right now to be finished (then they are
-    erased too); those still being sent are counted in ``in_flight``. ``progress`` is called
-    with the report so far after each range of the send log read.
+    erased too); those still being sent are counted in ``in_flight``.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be 1 or more")
@@ -107,7 +105,7 @@ def forget(
         return report
     _keep_suppressed(match.emails, report)
     rows = _RowEraser(match, report, batch_size)
-    rows.erase_all(progress)
+    rows.erase_all()
     rows.events.scan(match)
     deadline = time.monotonic() + wait
     while rows.in_flight and not dry_run and time.monotonic() < deadline:
@@ -148,7 +146,7 @@ class _RowEraser:
         self.db = router.db_for_write(SendLog)
         self.log = SendLog.objects.using(self.db)
 
-    def erase_all(self, progress: Callable[[ErasureReport], None] | None) -> None:
+    def erase_all(self) -> None:
         # The exact forms first, through the recipient index: most rows, at once, a batch at
         # a time (after the last primary key seen: rows in flight keep matching).
         exact = self.log.filter(recipient__in=self.match.exact).order_by("pk")
@@ -165,8 +163,6 @@ class _RowEraser:
         for start, end in pk_ranges(self.log):
             found = about.filter(pk__gte=start, pk__lt=end).order_by("pk")
             self._erase(found.values_list("pk", flat=True))
-            if progress is not None:
-                progress(self.report)
 
     def erase_again_in_flight(self) -> None:
         pks, self.in_flight = sorted(self.in_flight), set()

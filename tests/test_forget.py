@@ -521,3 +521,12 @@ def test_the_suppression_list_action_forgets_the_listed_people(django_user_model
     assert not Suppression.objects.exists()
     assert SendLog.objects.get().recipient == FORGOTTEN
     assert suppressed_among([ANN]) == {ANN}
+
+
+def test_a_forgotten_row_adds_nothing_to_the_suppression_list(admin_client):
+    row = SendLog.objects.create(recipient=ANN, from_email="s@example.com", status="bounced")
+    forget(ANN)
+    data = {"action": "add_to_suppression_list", "_selected_action": [row.pk]}
+    admin_client.post(reverse(CHANGELIST), data, follow=True)
+    assert not Suppression.objects.exists()
+    assert suppressed_among([ANN]) == {ANN}
