@@ -24,7 +24,7 @@ from .api_key import API_KEY_ENVIRONMENT_VARIABLE, ApiKey
 from .exceptions import SendFleetConfigurationError
 from .priority import HIGH, LOW, parse_priority
 from .reputation_levels import Thresholds, parse_thresholds
-from .secret import Secret, hide_secrets, looks_secret, reveal
+from .secret import Secret, hide_secrets, key_shaped, reveal
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
@@ -39,14 +39,22 @@ class Option:
     per_mailer: bool = True
 
 
-_KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{32,}")
-
-
 def _shown(value: Any) -> str:
     """A refused value, for an error message: never one that looks like an API key."""
-    if isinstance(value, str) and _KEY_SHAPED.search(value):
+    if key_shaped(value):
         return "a value shaped like an API key (not shown)"
     return repr(value)
+
+
+@sensitive_variables("value")
+def _parsed(option: Option, label: str, value: Any) -> Any:
+    """``option.parse`` of a value (revealed: the parsers check the text itself). A refusal is
+    raised again from here, without the parser's frame: its variables hold the value."""
+    try:
+        return option.parse(label, reveal(value))
+    except SendFleetConfigurationError as error:
+        kind, args = type(error), error.args
+    raise kind(*args)
 
 
 def _boolean(name: str, value: Any) -> bool:
@@ -222,7 +230,7 @@ class SendFleetSettings:
     def _get(self, name: str) -> Any:
         option = OPTIONS_BY_NAME[name]
         if name.lower() in self._options:
-            return option.parse(name.lower(), self._options[name.lower()])
+            return _parsed(option, name.lower(), self._options[name.lower()])
         configured = _project_options()
         unknown = set(configured) - set(OPTIONS_BY_NAME)
         if unknown:
@@ -230,8 +238,8 @@ class SendFleetSettings:
                 f"Unknown keys in settings.SENDFLEET: {', '.join(sorted(unknown))}."
             )
         if name in configured:
-            return option.parse(f"SENDFLEET[{name!r}]", configured[name])
-        return option.parse(name, option.default)
+            return _parsed(option, f"SENDFLEET[{name!r}]", configured[name])
+        return _parsed(option, name, option.default)
 
     def given(self, name: str) -> bool:
         """Whether this mailer's own options set ``name`` (the backend's keyword arguments,
@@ -381,8 +389,9 @@ def pop_mailer_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Take the SendFleet options out of a backend's keyword arguments (the MAILERS entry's
     OPTIONS on Django 6.1), the key as a ``Secret``. What stays in ``kwargs`` is for Django,
     which refuses unknown options by name (``InvalidMailer``): the value of one named like a
-    secret (a misspelt ``api_key``) is made a ``Secret`` there too, so that neither the
-    backend's frame nor Django's ``BaseEmailBackend`` frame shows it in the error's report."""
+    secret (a misspelt ``api_key``) or shaped like a key is made a ``Secret`` there too, so that
+    neither the backend's frame nor Django's ``BaseEmailBackend`` frame shows it in the error's
+    report."""
     ours = {name: kwargs.pop(name) for name in list(kwargs) if name in MAILER_OPTION_NAMES}
-    kwargs.update(hide_secrets({name: kwargs[name] for name in kwargs if looks_secret(name)}))
+    kwargs.update(hide_secrets(kwargs))
     return hide_secrets(ours)

@@ -28,9 +28,17 @@ SECRET_NAME = re.compile(
 )
 
 
+#: A value shaped like an API key (``<prefix>.<secret>``), whatever it is named.
+KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{32,}")
+
+
 def looks_secret(name: object) -> bool:
     """Whether a value named ``name`` is a secret (``api_key``, ``WEBHOOK_SECRET``, ...)."""
     return isinstance(name, str) and SECRET_NAME.search(name) is not None
+
+
+def key_shaped(value: object) -> bool:
+    return isinstance(value, str) and KEY_SHAPED.search(value) is not None
 
 
 class Secret(Generic[T]):
@@ -77,9 +85,12 @@ def reveal(value: Any) -> Any:
 
 
 def hide_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a settings dict whose secret-named values (``looks_secret``) are ``Secret``s."""
+    """A copy of a settings dict with every secret in it a ``Secret``: the value of each option
+    named like one (``api_key``, ``WEBHOOK_SECRET``), and any value shaped like an API key (one
+    pasted into the wrong option). Frames holding it may be in an error report."""
     return {
-        name: Secret.wrap(value) if looks_secret(name) else value for name, value in options.items()
+        name: Secret.wrap(value) if looks_secret(name) or key_shaped(value) else value
+        for name, value in options.items()
     }
 
 

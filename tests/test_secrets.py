@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pprint
 import traceback
 from collections.abc import Iterator
@@ -29,8 +30,11 @@ from django.core.cache import caches
 from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 from django.urls import reverse
+from django.views.debug import ExceptionReporter
 
+import django_sendfleet
 from django_sendfleet import signals
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.client import SendFleetClient
@@ -55,6 +59,9 @@ from tests.test_fault_matrix import MATRIX, World, answered_by, run_queued, run_
 from .conftest import SENDER, post_webhook
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
+
+PACKAGE = os.path.dirname(django_sendfleet.__file__) + os.sep
+SANDBOX = os.path.join(PACKAGE, "sandbox") + os.sep
 
 #: The key this project is configured with: registered in each test's sandbox.
 API_KEY = "sfleak01.TheSecretHalfOfTheKeyMustNeverShow0123"
@@ -93,6 +100,8 @@ class Watch:
         self.texts.append((where, str(text)))
 
     def exception(self, where: str, error: BaseException | None) -> None:
+        if error is not None:
+            self.package_frames(where, error)
         seen = set()
         while error is not None and id(error) not in seen:  # the exception and its causes
             seen.add(id(error))
@@ -101,6 +110,19 @@ class Watch:
             self.text(f"{where}: args", repr(error.args))
             self.text(f"{where}: traceback", "".join(traceback.format_exception(error)))
             error = error.__cause__ or error.__context__
+
+    def package_frames(self, where: str, error: BaseException) -> None:
+        """The variables of the package's frames in the error's report (and its causes'), as
+        Django's technical 500 page shows them with DEBUG on: ``sensitive_variables`` off."""
+        with override_settings(DEBUG=True):
+            reporter = ExceptionReporter(None, type(error), error, error.__traceback__)
+            frames = reporter.get_traceback_frames()
+        for frame in frames:
+            filename = str(frame["filename"])
+            if filename.startswith(PACKAGE) and not filename.startswith(SANDBOX):
+                for name, value in frame["vars"]:
+                    shown = pprint.pformat(value)
+                    self.text(f"{where}: {frame['function']}() variable {name}", shown)
 
     def outcome(self, where: str, outcome: Any) -> None:
         if isinstance(outcome, BaseException):
