@@ -172,7 +172,9 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
         env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
         env["SENDFLEET_TEST_RATE_LIMIT"] = f"{rate[0]}/{rate[1]:g}s"
         if baseline:
-            env["PYTHONPATH"] = baseline
+            # PYTHONSAFEPATH: "python -m" would put the working directory (this checkout)
+            # before PYTHONPATH, and the workers would run this code, not the baseline's.
+            env |= {"PYTHONPATH": baseline, "PYTHONSAFEPATH": "1"}
         workers = Workers(engine.worker_command, env, log)
         workers.start(args.workers)
         try:
