@@ -9,6 +9,7 @@ need_packages=()
   || need_packages+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_packages+=(faketime)  # .ci/faketime.sh
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "== Installing ${need_packages[*]}"
   apt-get update -qq

@@ -54,7 +54,12 @@ def page(monkeypatch, live_server) -> Iterator[sync_api.Page]:
     # beside one unless told it is safe, which it is here: the loop never touches the ORM.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # Chromium does not start under libfaketime (.ci/faketime.sh): it keeps the real clock.
+        # The server under test, in this process, keeps the faked one.
+        real_clock = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=real_clock
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(15_000)
         yield context.new_page()
