@@ -34,7 +34,7 @@ RUN_DIR=$(mktemp -d /tmp/sendfleet-faketime.XXXXXX)
 # A .pth file loads it into each Python process of .venv that has SENDFLEET_FAKETIME_SLEEP set
 # (a test may give a child its own PYTHONPATH, not strip the variables it inherits).
 SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-PTH="$SITE/_sendfleet_ci_faketime_sleep.pth"
+PTH="$SITE/_sendfleet_ci_faketime_sleep_$$.pth"  # this run's: another may run beside it
 cat >"$PTH" <<'PTH'
 import os; p = os.environ.get("SENDFLEET_FAKETIME_SLEEP"); p and exec(compile(open(p).read(), p, "exec"), {"__name__": "faketime_sleep"})
 PTH
