@@ -73,8 +73,10 @@ class EventEraser:
         candidates = with_lowered(events).filter(match.recipient_q() | match.body_q())
         lowered = set(match.lowered)
         for start, end in pk_ranges(events):
-            found = candidates.filter(pk__gte=start, pk__lt=end).values_list(
-                "pk", "recipient", "raw", "raw_body"
+            found = (
+                candidates.filter(pk__gte=start, pk__lt=end)
+                .order_by()
+                .values_list("pk", "recipient", "raw", "raw_body")
             )
             ids = [
                 pk

@@ -52,20 +52,24 @@ class AddressMatch:
 
     def recipient_q(self, field: str = "recipient") -> Q:
         """Rows whose ``field`` is one of the addresses (case-insensitively), or holds one
-        between angle brackets. Needs ``with_lowered``."""
-        query = Q(**{f"{field}_lower__in": self.lowered})
+        between angle brackets. Needs ``with_lowered``. The cheap test of each pair comes
+        first: a database evaluates the conditions of an OR's AND in the order written."""
+        bracketed = Q(pk__in=[])
         for form in self.lowered:
-            query |= Q(**{f"{field}__icontains": f"<{form}>"})
-        return query
+            bracketed |= Q(**{f"{field}__icontains": f"<{form}>"})
+        return Q(**{f"{field}_lower__in": self.lowered}) | (
+            Q(**{f"{field}__contains": "<"}) & bracketed
+        )
 
     def body_q(self) -> Q:
         """Webhook events whose body may hold one of the addresses (checked with ``mentions``):
         the text kept as received, and the JSON of events without a recipient field."""
-        query = Q(pk__in=[])
+        in_text, in_json = Q(pk__in=[]), Q(pk__in=[])
         for form in self.lowered:
-            query |= Q(raw_body__icontains=form) & ~Q(raw_body="")
-            query |= Q(raw__icontains=form) & Q(recipient="")
-        return query
+            in_text |= Q(raw_body__icontains=form)
+            in_json |= Q(raw__icontains=form)
+        # Most events have neither: their body is JSON with a recipient.
+        return (~Q(raw_body="") & in_text) | (Q(recipient="") & in_json)
 
     def mentions(self, raw: Any, raw_body: str) -> bool:
         """Whether a body names one of the addresses as a whole (not "joann@..." for "ann@...")."""
