@@ -74,14 +74,30 @@ class ErasureReport:
         return asdict(self)
 
     def summary(self) -> str:
+        """One sentence with every count (the admin's message, the log's line)."""
+        erased = [
+            _counted(self.send_log_rows, "send log row")
+            + (
+                f" ({self.outbox_cancelled} of them unsent, cancelled)"
+                if self.outbox_cancelled
+                else ""
+            ),
+            _counted(self.message_contents, "message content"),
+            _counted(self.webhook_events, "webhook event"),
+            _counted(self.suppressions, "suppression entry", "suppression entries"),
+        ]
         done = "would be" if self.dry_run else "were"
+        addresses = _counted(self.addresses, "address", "addresses")
+        hashes = _counted(self.hashes_added, "keyed hash", "keyed hashes")
+        added = "was" if self.hashes_added == 1 and not self.dry_run else done
         return (
-            f"{self.addresses} address(es): {self.send_log_rows} send log row(s) "
-            f"(of which {self.outbox_cancelled} unsent, cancelled), {self.message_contents} "
-            f"message content(s), {self.webhook_events} webhook event(s) and "
-            f"{self.suppressions} suppression entr(y/ies) {done} erased; {self.hashes_added} "
-            f"keyed hash(es) {done} added, so they stay suppressed."
+            f"{addresses}: {', '.join(erased[:-1])} and {erased[-1]} {done} erased; "
+            f"{hashes} {added} added, and they stay suppressed."
         )
+
+
+def _counted(number: int, singular: str, plural: str = "") -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
 
 def forget(
