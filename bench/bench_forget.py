@@ -9,8 +9,10 @@ INSERT ... SELECT per table with the indexes dropped, then built again.
 Then, each in a fresh process (so that its peak RSS is the erasure's, not the fill's):
 
 - ``sendfleet_forget --dry-run`` for one customer, then ``sendfleet_forget`` (batch size
-  1,000), then again (nothing left to find), timed, with the process's peak RSS and Python's
-  peak allocation (tracemalloc);
+  1,000), then again (nothing left to find), timed, with the growth of the process's peak RSS
+  during the step (the kernel's ``VmHWM``, reset just before it through
+  ``/proc/self/clear_refs``; Linux), and Python's peak allocation (tracemalloc) during a dry run
+  after it;
 - the suppression lookup of the send path (``suppressed_among``) for 1 and for 500 addresses,
   against the query it replaced (the suppression table alone), p50 of 200 interleaved runs.
 
@@ -198,20 +200,39 @@ def measure(step: str) -> dict[str, Any]:
     connection.ensure_connection()
     if step == "lookup":  # timings: without tracemalloc, which slows Python down
         return {"step": step, "p50_ms": lookup_costs()}
-    tracemalloc.start()
+    before_kib = _reset_peak_rss()
     began = time.perf_counter()
     result = erasure.forget([TARGET], dry_run=step == "dry-run", wait=0).as_dict()
     seconds = time.perf_counter() - began
+    growth_kib = _status_kib("VmHWM") - before_kib
+    # Again, under tracemalloc (which slows Python down): the Python objects it allocated.
+    tracemalloc.start()
+    erasure.forget([TARGET], dry_run=True, wait=0)
     _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "step": step,
         "seconds": round(seconds, 2),
-        "peak_rss_mib": round(rss_kib / 1024, 1),
-        "python_peak_mib": round(python_peak / 2**20, 2),
+        "peak_rss_growth_mib": round(growth_kib / 1024, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "python_peak_mib_dry_run": round(python_peak / 2**20, 2),
         "result": result,
     }
+
+
+def _reset_peak_rss() -> int:
+    """Make the kernel's peak RSS (VmHWM) the current RSS; return it, in KiB."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    return _status_kib("VmRSS")
+
+
+def _status_kib(name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise LookupError(name)
 
 
 def lookup_costs(rounds: int = 200) -> dict[str, float]:
