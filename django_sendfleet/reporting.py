@@ -29,7 +29,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from .check_result import OK, WARNING, CheckResult
 from .mailers import configured_mailers
-from .secret import SECRET_NAME, Secret
+from .secret import SECRET_NAME
 
 FILTER_PATH = "django_sendfleet.reporting.SecretsReporterFilter"
 #: Containers nested deeper than this are not looked into: shown as a placeholder instead.
@@ -62,11 +62,8 @@ class SecretsReporterFilter(SafeExceptionReporterFilter):
             return self.cleansed_substitute
 
     def _cleanse(self, value: Any, depth: int, path: set[int]) -> Any:
-        if isinstance(value, str | bytes | int | float | Secret) or value is None:
-            return value
-        container = isinstance(value, Mapping | list | tuple)
-        if not container:
-            return value
+        if not isinstance(value, Mapping | list | tuple):
+            return value  # shown by its repr: a Secret's is redacted
         if id(value) in path:  # a cycle: the copy cannot refer back to the original
             return f"<recursion on {type(value).__name__}>"
         if depth >= MAX_DEPTH:
