@@ -10,6 +10,10 @@ and two priorities share it (the rules are in ``slot_schedule``):
   high-priority sender waiting for one. A newsletter's drain then frees a slot about every
   W / N, so a transactional send waits about one interval, not a window.
 
+A slot's entry is moved to the time its request was answered (``take``, then ``answered``):
+SendFleet counts the request from its arrival, which a loaded machine or a pause can delay by
+more than the margin; from the answer, the next slot in its place is never early.
+
 Where the shared state lives:
 
 - Django's ``RedisCache``: one Lua script per request (trim, count, add or answer the wait),
@@ -34,6 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -46,7 +51,17 @@ from django.core.cache.backends.redis import RedisCache  # imports redis only wh
 from . import shared_cache
 from .bounded_redis import evaluate
 from .exceptions import SendFleetRateLimitWait
-from .slot_schedule import HIGH, LOW, SLOT_SCRIPT, Rate, SlotState, admit, decide
+from .slot_schedule import (
+    ANSWERED_SCRIPT,
+    HIGH,
+    LOW,
+    SLOT_SCRIPT,
+    Rate,
+    SlotState,
+    admit,
+    answered,
+    decide,
+)
 
 if TYPE_CHECKING:
     from .conf import SendFleetSettings
@@ -56,6 +71,7 @@ __all__ = [
     "LOW",
     "SendFleetRateLimitWait",
     "SlidingWindowLimiter",
+    "Slot",
     "admit",
     "is_shared",
 ]
@@ -66,6 +82,8 @@ KEY_NAMESPACE = "sendfleet:ratelimit"
 MARGIN_FRACTION = 0.01
 MIN_MARGIN = 0.02
 MAX_MARGIN = 0.5
+#: Seconds ``answered`` gives the cache: the send is done, it must not wait long for this.
+ANSWERED_TIMEOUT = 0.25
 #: Seconds the generic backend's lock lives if its holder dies. Whole seconds: memcached and
 #: RedisCache truncate timeouts to integers (and 0 would mean "expire now").
 LOCK_TIMEOUT = 5
@@ -95,6 +113,15 @@ def forget_windows() -> None:
 def _check_priority(priority: str) -> None:
     if priority not in (HIGH, LOW):
         raise ValueError(f"priority must be {HIGH!r} or {LOW!r}, not {priority!r}")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A slot ``take`` got: ``waited`` seconds for it; ``entry`` names its admission in the
+    shared log (its member on Redis, its time elsewhere), None when the cache failed open."""
+
+    waited: float
+    entry: str | float | None = None
 
 
 class SlidingWindowLimiter:
@@ -172,17 +199,22 @@ class SlidingWindowLimiter:
         Raises ``SendFleetRateLimitWait`` without sleeping when the slot is further away than
         what is left of ``max_wait``. Each call to the cache is bounded by what is left too.
         A high-priority sender that sleeps for its slot is known to be waiting, so bulk senders
-        leave it the next one.
+        leave it the next one. ``take`` does the same and lets the slot be ``answered``.
         """
+        return self.take(max_wait, priority).waited
+
+    def take(self, max_wait: float, priority: str = HIGH) -> Slot:
+        """``acquire``, returning the ``Slot``: pass it to ``answered`` once the request sent
+        in it has been answered (or failed), so that the window counts it from then."""
         _check_priority(priority)
         waiter = uuid.uuid4().hex if priority == HIGH else None
         started = time.monotonic()
         while True:
             left = max_wait - (time.monotonic() - started)
-            wait = self.try_acquire(left, priority=priority, waiter=waiter, will_wait=left)
+            wait, entry = self._try(left, priority, waiter, left)
             waited = time.monotonic() - started
             if wait == 0.0:
-                return waited
+                return Slot(waited, entry)
             if waited + wait > max_wait:
                 raise SendFleetRateLimitWait(
                     f"The rate limit of {self.requests} requests per {self.seconds:g} s "
@@ -215,17 +247,58 @@ class SlidingWindowLimiter:
         """
         _check_priority(priority)
         bound = math.inf if will_wait is None else will_wait
-        request = (priority, waiter, bound)
-        if isinstance(caches[self.cache_alias], DummyCache):
-            now = time.monotonic() if self.clock is None else self.clock()
-            return _process_states.decide(self._base_key, now, self.rate, *request)
+        return self._try(timeout, priority, waiter, bound)[0]
 
-        def take_slot(cache: BaseCache, seconds: float) -> float:
+    def answered(self, slot: Slot) -> None:
+        """The request sent in ``slot`` has been answered, or failed: its entry in the log
+        moves to now, the latest SendFleet can have counted it at, so the slot that replaces
+        it in the window is not given before SendFleet's window lets it go, however late the
+        request arrived. Fails open (and bounded) like ``try_acquire``."""
+        entry = slot.entry
+        if entry is None:
+            return
+        if isinstance(caches[self.cache_alias], DummyCache):
+            _process_states.answered(self._base_key, entry, self._now(monotonic=True))
+            return
+
+        def move(cache: BaseCache, seconds: float) -> None:
+            if isinstance(cache, RedisCache):
+                key = cache.make_key(self._base_key)
+                now = "" if self.clock is None else _microseconds(self.clock())
+                args = (entry, _microseconds(self.rate.window), now)
+                evaluate(cache, ANSWERED_SCRIPT, key, args, seconds)
+            elif isinstance(entry, float):
+                self._with_cache_lock(
+                    cache, seconds, lambda state, now: answered(state.log, entry, now)
+                )
+
+        shared_cache.call(self.cache_alias, move, None, ANSWERED_TIMEOUT)
+
+    def _now(self, *, monotonic: bool = False) -> float:
+        if self.clock is not None:
+            return self.clock()
+        return time.monotonic() if monotonic else time.time()
+
+    def _try(
+        self, timeout: float | None, priority: str, waiter: str | None, will_wait: float
+    ) -> tuple[float, str | float | None]:
+        """``try_acquire``, with the admission's entry (None unless admitted, or failed open)."""
+        request = (priority, waiter, will_wait)
+        if isinstance(caches[self.cache_alias], DummyCache):
+            now = self._now(monotonic=True)
+            wait = _process_states.decide(self._base_key, now, self.rate, *request)
+            return wait, (now if wait == 0.0 else None)
+
+        def take_slot(cache: BaseCache, seconds: float) -> tuple[float, str | float | None]:
             if isinstance(cache, RedisCache):
                 return self._try_on_redis(cache, seconds, *request)
-            return self._try_with_cache_lock(cache, seconds, *request)
+            wait, now = self._with_cache_lock(
+                cache, seconds, lambda state, now: decide(state, now, self.rate, *request)
+            )
+            return wait or 0.0, (now if wait == 0.0 else None)
 
-        return shared_cache.call(self.cache_alias, take_slot, 0.0, timeout)
+        failed_open: tuple[float, str | float | None] = (0.0, None)
+        return shared_cache.call(self.cache_alias, take_slot, failed_open, timeout)
 
     def _try_on_redis(
         self,
@@ -234,32 +307,31 @@ class SlidingWindowLimiter:
         priority: str,
         waiter: str | None,
         will_wait: float,
-    ) -> float:
+    ) -> tuple[float, str | None]:
         key = cache.make_key(self._base_key)
         more_keys = [cache.make_key(self._base_key + suffix) for suffix in _STATE_SUFFIXES]
         rate = self.rate
+        member = uuid.uuid4().hex
         args = (
             rate.limit,
             _microseconds(rate.window),
             _microseconds(rate.interval),
             _microseconds(rate.grace),
-            uuid.uuid4().hex,
+            member,
             priority,
             waiter or "",
             -1 if math.isinf(will_wait) else _microseconds(will_wait),
             "" if self.clock is None else _microseconds(self.clock()),
         )
-        microseconds = evaluate(cache, SLOT_SCRIPT, key, args, timeout, more_keys)
-        return int(microseconds) / 1_000_000
+        wait = int(evaluate(cache, SLOT_SCRIPT, key, args, timeout, more_keys)) / 1_000_000
+        # The script stores the admission as "<priority>:<member>".
+        return wait, (f"{priority}:{member}" if wait == 0.0 else None)
 
-    def _try_with_cache_lock(
-        self,
-        cache: BaseCache,
-        timeout: float,
-        priority: str,
-        waiter: str | None,
-        will_wait: float,
-    ) -> float:
+    def _with_cache_lock(
+        self, cache: BaseCache, timeout: float, change: Callable[[SlotState, float], float | None]
+    ) -> tuple[float | None, float]:
+        """``change(state, now)`` on the stored state, under the lock; the log and the next
+        bulk slot are written back unless it answers a wait (> 0). Returns (its answer, now)."""
         lock_key = self._base_key + ":lock"
         token = uuid.uuid4().hex
         # A dead holder's lock expires after LOCK_TIMEOUT; the caller may not wait that long.
@@ -277,15 +349,15 @@ class SlidingWindowLimiter:
                 stored.get(waiting_key) or {},
             )
             # Wall-clock time: the only clock other processes (and machines) share.
-            now = time.time() if self.clock is None else self.clock()
-            wait = decide(state, now, self.rate, priority, waiter, will_wait)
+            now = self._now()
+            answer = change(state, now)
             lasts = math.ceil(self.rate.window) + 1
             changed: dict[str, Any] = {waiting_key: state.waiting}
-            if wait == 0.0:
+            if not answer:
                 changed |= {log_key: state.log, next_key: state.next_low}
             # The log's key keeps today's layout (a sorted list), which older versions read.
             cache.set_many(changed, max(lasts, math.ceil(_latest(state.waiting) - now) + 1))
-            return wait
+            return answer, now
         finally:
             # No compare-and-delete in the cache API: this small race is bounded by the expiry.
             if cache.get(lock_key) == token:
@@ -326,6 +398,12 @@ class _ProcessStates:
         with self._lock:
             state = self._states.setdefault(key, SlotState())
             return decide(state, now, rate, priority, waiter, will_wait)
+
+    def answered(self, key: str, admitted: float | str, now: float) -> None:
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None and isinstance(admitted, float):
+                answered(state.log, admitted, now)
 
     def clear(self) -> None:
         with self._lock:

@@ -218,23 +218,34 @@ class RecipientSender:
     ) -> RecipientStatus | Deferred:
         started = time.monotonic()
         waited = 0.0
+        limiter = self.limiter
         while True:
             # The request built and the connection to the API open before the slot is taken:
             # from the slot to the request's arrival is then the send alone (client.prepare).
             self.client.prepare(payload)
-            if self.limiter is not None:
+            slot = None
+            if limiter is not None:
                 try:
-                    budget = self.policy.limiter_budget(waited)
-                    waited += self.limiter.acquire(budget, priority=priority)
+                    slot = limiter.take(self.policy.limiter_budget(waited), priority=priority)
+                    waited += slot.waited
                 except SendFleetRateLimitWait as wait:
                     # No slot in time: nothing was sent by this attempt.
                     wait.attempts, wait.recipient, wait.payload = attempts, recipient, payload
                     decision: Defer | GiveUp | WaitAndRetry = self.policy.after_limiter_wait(wait)
                     return self._stop(decision, wait, attempts, from_domain, started, message)
             attempts += 1
+            failure: SendFleetError | None = None
             try:
                 accepted = self.client.attempt(payload, attempt=attempts)
-            except SendFleetError as error:
+            except SendFleetError as raised:
+                failure = raised
+            finally:
+                if limiter is not None and slot is not None:
+                    # SendFleet counted the request at its arrival, at the latest now: the
+                    # window counts it from now (a late arrival then costs no 429).
+                    limiter.answered(slot)
+            if failure is not None:
+                error: SendFleetError = failure
                 error.attempts = attempts
                 if isinstance(error, SendFleetAuthenticationError) and self.key_guard is not None:
                     error.refused_until = self.key_guard.record_refusal()

@@ -16,6 +16,12 @@ Three rules, on state every sender of the key shares:
 High priority takes any free slot at once (an idle key's burst of up to ``limit`` goes out
 together, as before); it never waits for bulk's pacing.
 
+An admission is where the log counts its request from, and SendFleet counts it from the
+request's arrival, a moment later: how much later varies (a loaded machine, a pause between
+the slot and the send). Once the request is answered, ``answered`` moves its entry to the
+answer's time, at or after the arrival, so a slot that replaces it in the window is never
+given before SendFleet's window has let it go, however late it arrived.
+
 ``decide`` applies the rules in Python on a ``SlotState`` (the generic cache, the in-process log,
 and tests with a fake clock); ``SLOT_SCRIPT`` applies the same rules on Redis, atomically, in
 microseconds. Every time is a reading of one clock shared by all the key's senders, in any unit
@@ -122,6 +128,21 @@ def decide(
     return 0.0
 
 
+def answered(log: list[float], admitted: float, now: float) -> None:
+    """The request admitted at ``admitted`` was answered at ``now``: its entry in the sorted
+    ``log`` (changed in place) moves to ``now``, the latest SendFleet can have counted it at.
+
+    An entry that has already left the log (the request took longer than the window) comes
+    back at ``now``: SendFleet counts it for a window from its arrival, which may be that late.
+    """
+    if now <= admitted:
+        return
+    at = bisect.bisect_left(log, admitted)
+    if at < len(log) and log[at] == admitted:
+        del log[at]
+    bisect.insort(log, now)
+
+
 # The same rules on Redis, in integer microseconds.
 # KEYS[1]: the log, a sorted set of admissions scored by their time (members "<priority>:<id>").
 # KEYS[2]: the next low-priority admission's earliest time. KEYS[3]: a sorted set of waiting
@@ -186,5 +207,23 @@ wait = math.max(wait, tonumber(redis.call('GET', KEYS[2]) or '0') - now)
 if wait > 0 then return math.max(1, wait) end
 take()
 redis.call('SET', KEYS[2], now + interval, 'PX', expire)
+return 0
+""")
+
+# ``answered`` on Redis. KEYS[1]: the log. ARGV: the admission's member, the window, now (""
+# for the Redis server's clock), all in microseconds but the member.
+ANSWERED_SCRIPT = Script("""
+if redis.replicate_commands then redis.replicate_commands() end
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) >= now then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000) + 1000)
 return 0
 """)

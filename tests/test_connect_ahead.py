@@ -20,7 +20,7 @@ from django.core.mail import EmailMessage
 from django_sendfleet import exceptions as exc
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog
-from django_sendfleet.ratelimit import SlidingWindowLimiter
+from django_sendfleet.ratelimit import SlidingWindowLimiter, Slot
 
 from .conftest import SENDER
 
@@ -43,10 +43,10 @@ class Slots:
 def slots(monkeypatch, sendfleet_settings, sandbox) -> Slots:
     sendfleet_settings["RATE_LIMIT"] = "1000/min"
     slots = Slots()
-    original = SlidingWindowLimiter.acquire
+    original = SlidingWindowLimiter.take
 
-    def acquire(self: SlidingWindowLimiter, max_wait: float, priority: str = "high") -> float:
-        waited = original(self, max_wait, priority)
+    def take(self: SlidingWindowLimiter, max_wait: float, priority: str = "high") -> Slot:
+        slot = original(self, max_wait, priority)
         # The sandbox counts a connection when its thread takes it up, a moment after the
         # client's connect() returns: give it that moment (never needed once it answered).
         deadline = time.monotonic() + 2
@@ -55,9 +55,9 @@ def slots(monkeypatch, sendfleet_settings, sandbox) -> Slots:
         slots.seen.append((sandbox.connections_opened, len(sandbox.requests)))
         for action in slots.then:
             action()
-        return waited
+        return slot
 
-    monkeypatch.setattr(SlidingWindowLimiter, "acquire", acquire)
+    monkeypatch.setattr(SlidingWindowLimiter, "take", take)
     return slots
 
 

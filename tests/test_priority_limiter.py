@@ -20,7 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet.ratelimit import HIGH, LOW, SlidingWindowLimiter
+from django_sendfleet.ratelimit import (
+    HIGH,
+    LOW,
+    SendFleetRateLimitWait,
+    SlidingWindowLimiter,
+    Slot,
+)
+from django_sendfleet.sandbox.throttling import SlidingLogThrottle
 from django_sendfleet.slot_schedule import Rate, SlotState, decide
 
 LIMIT, SECONDS, MARGIN = 5, 1.0, 0.02
@@ -295,3 +302,115 @@ def test_the_redis_script_decides_as_the_python_rules(
         waiter = waiter if priority == HIGH else None
         answer = limiter.try_acquire(priority=priority, waiter=waiter, will_wait=seconds)
         assert answer == pytest.approx(expected / 1e6, abs=1e-9)
+
+
+# A request's entry moves to its answer (``take``, then ``answered``): SendFleet counts it from
+# its arrival, which may come later after its slot than the margin covers (a loaded machine, a
+# pause in the sender or in the API's front end).
+
+
+def _take_now(limiter: SlidingWindowLimiter, priority: str = HIGH) -> Slot:
+    """A slot at the fake clock's time, or SendFleetRateLimitWait: ``take`` with no wait."""
+    return limiter.take(0.0, priority=priority)
+
+
+def test_an_answered_slot_is_counted_from_its_answer(cache_alias: str) -> None:
+    clock = FakeClock()
+    limiter = _limiter(cache_alias, clock)
+    first = _take_now(limiter)
+    clock.now += 0.3  # its request arrived late; answered now
+    limiter.answered(first)
+    for _ in range(LIMIT - 1):
+        limiter.answered(_take_now(limiter))  # answered at once
+        clock.now += 0.001
+    # Counted from its slot, the first would have left the window here, and a slot would be
+    # given that SendFleet refuses: its window still holds the late arrival.
+    clock.now = START + WINDOW + 0.01
+    assert limiter.try_acquire() == pytest.approx(0.3 - 0.01, abs=TOLERANCE)
+    clock.now = START + 0.3 + WINDOW
+    assert limiter.try_acquire() == 0.0
+
+
+def test_a_request_answered_after_its_window_is_counted_again_from_its_answer(
+    cache_alias: str,
+) -> None:
+    clock = FakeClock()
+    limiter = _limiter(cache_alias, clock)
+    slow = _take_now(limiter)
+    clock.now += 2 * WINDOW  # in flight longer than a window: its entry has left the log
+    for _ in range(LIMIT - 1):
+        _take_now(limiter)
+        clock.now += 0.001
+    assert limiter.try_acquire(priority=LOW) == 0.0  # its slot taken by bulk meanwhile
+    limiter.answered(slow)
+    with pytest.raises(SendFleetRateLimitWait):  # it may have arrived just now: counted
+        _take_now(limiter)
+
+
+def test_a_slot_answered_early_stays_where_it_is(cache_alias: str) -> None:
+    """``answered`` only ever moves an entry later: an answer timed before the slot (a clock
+    read elsewhere) is ignored."""
+    clock = FakeClock()
+    limiter = _limiter(cache_alias, clock)
+    slots = []
+    for _ in range(LIMIT):
+        slots.append(_take_now(limiter))
+        clock.now += 0.001
+    clock.now = START - 1.0
+    for slot in slots:
+        limiter.answered(slot)
+    clock.now = START + WINDOW + 0.0005
+    assert limiter.try_acquire() == 0.0
+
+
+_late_sends = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=300_000),  # microseconds since the last one asked
+        st.sampled_from([HIGH, LOW]),
+        st.integers(min_value=0, max_value=600_000),  # from its slot to its arrival
+        st.integers(min_value=0, max_value=100_000),  # from its arrival to its answer
+    ),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sends=_late_sends)
+def test_sendfleets_throttle_accepts_every_request_however_late_it_arrives(
+    cache_alias: str, sends: list[Any]
+) -> None:
+    """The sandbox's throttle (SendFleet's rule, on the same clock) never refuses a request
+    sent in a slot, whatever the delay between its slot and its arrival (below the margin or
+    far above it), so long as it is answered within a window of its slot."""
+    clock = FakeClock()
+    limiter = _limiter(cache_alias, clock)
+    throttle = SlidingLogThrottle(LIMIT, SECONDS)
+    # (time, order, kind, send number, slot): kinds "ask", "arrive", "answer"
+    events: list[tuple[float, int, str, int, Slot | None]] = []
+    order = itertools.count()
+    asked = START
+    for number, (gap, _, _, _) in enumerate(sends):
+        asked += gap / 1e6
+        heapq.heappush(events, (asked, next(order), "ask", number, None))
+    refused = []
+    while events:
+        now, _, kind, number, slot = heapq.heappop(events)
+        clock.now = now
+        _, priority, late, answer_after = sends[number]
+        if kind == "ask":
+            try:
+                slot = _take_now(limiter, priority)
+            except SendFleetRateLimitWait as wait:
+                heapq.heappush(events, (now + wait.retry_after, next(order), kind, number, None))
+                continue
+            heapq.heappush(events, (now + late / 1e6, next(order), "arrive", number, slot))
+        elif kind == "arrive":
+            if not throttle.allow("key", now):
+                refused.append(number)
+            heapq.heappush(events, (now + answer_after / 1e6, next(order), "answer", number, slot))
+        else:
+            assert slot is not None
+            limiter.answered(slot)
+    assert refused == []
