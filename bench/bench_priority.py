@@ -7,22 +7,24 @@ queued before the drain) through the shared limiter on Redis, to the sandbox thr
 scaled-down N requests per S seconds. During the drain, at random moments:
 
 - T transactional messages are queued, each on its own, through ``QueuedEmailBackend()``;
-- (``--sync``) Y synchronous ``EmailBackend().send_messages()`` calls are made from a thread
-  of this process, as a view would.
+- (``--sync``) Y synchronous ``EmailBackend().send_messages()`` calls are made, as a view
+  would, from a process of their own (a web process; warmed up by one send before the drain)
+  that runs the same code as the workers.
 
 From the sandbox's log (its clock is this machine's): each transactional row's wait from its
 commit to its acceptance by the API, each synchronous send's wait from the call to the
 acceptance, both also in slot intervals (S / N); bulk's share of the slots transactional mail
 left (accepted bulk / (the allowance over the drain - accepted transactional), where the
-allowance over a span D is N x (1 + D / S)); 429s; every row sent exactly once.
+allowance over a span D is N x (1 + D / S)); 429s; every row sent exactly once (rows accepted
+twice, rows never accepted).
 
 The goal (issue 20): transactional rows within 2 slot intervals + 0.5 s (p99 and max),
 synchronous sends within 1 interval + 0.5 s, bulk >= 90 % of the slots left, no 429.
 
-``--baseline PATH`` also runs the workers from another checkout (e.g. the commit before
-priorities, ``git worktree add /tmp/sendfleet-fifo ca29d83~1``): today's first in, first out
-figures beside the new ones. Its workers share the database (the columns added since are
-ignored); the synchronous sends are left out of it (they need this checkout's limiter).
+``--baseline PATH`` also runs the workers and the synchronous sender from another checkout
+(the code before priorities, first in, first out: ``mkdir /tmp/sendfleet-fifo && git archive
+0e81d34 | tar -x -C /tmp/sendfleet-fifo``): today's figures beside the new ones. Its workers
+share the database (the columns added since are ignored; this process queues the rows).
 
     pip install -e ".[bench,engines]"
     DATABASE_URL=postgres://USER@127.0.0.1:PORT/DB python bench/bench_priority.py \\
@@ -33,10 +35,12 @@ ignored); the synchronous sends are left out of it (they need this checkout's li
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +56,32 @@ NEWS_FROM = "news@example.com"
 SHOP_FROM = "shop@example.com"
 ROWS_PER_TASK = 100
 
+# The synchronous sender: a process of its own (``python -c``), with the workers' environment
+# and code. One warm-up send, "ready", then a line [begin, moments] on stdin: a send at each
+# moment (seconds after begin, epoch), the call's start times printed as JSON at the end.
+SYNC_SENDER = """
+import json, sys, time
+import django
+django.setup()
+from django.core.mail import EmailMessage
+from django_sendfleet.backends import EmailBackend
+
+def send(address):
+    message = EmailMessage("Your receipt", "Body", "shop@example.com", [address])
+    EmailBackend().send_messages([message])
+
+send("warm-up@example.com")
+print("ready", flush=True)
+begin, moments = json.loads(sys.stdin.readline())
+started = {}
+for n, moment in enumerate(moments):
+    time.sleep(max(0.0, begin + moment - time.time()))
+    address = f"view{n}@example.com"
+    started[address] = time.time()
+    send(address)
+print(json.dumps(started), flush=True)
+"""
+
 
 @dataclass
 class Run:
@@ -64,6 +94,9 @@ class Run:
     bulk_accepted: int = 0
     span: float = 0.0
     throttled: int = 0
+    accepted_twice: int = 0
+    never_accepted: int = 0
+    load: float = 0.0  # the machine's 5-minute load average as the run ended
 
     @property
     def interval(self) -> float:
@@ -127,14 +160,42 @@ def queue_reset(n: int, started: dict[str, float]) -> None:
     started[address] = time.time()  # committed: from here the task may run
 
 
-def send_now(n: int, started: dict[str, float]) -> None:
-    from django.core.mail import EmailMessage
+class SyncSender:
+    """The synchronous sends' process (``SYNC_SENDER``), running the code the workers run."""
 
-    from django_sendfleet.backends import EmailBackend
+    def __init__(self, env: dict[str, str], cwd: str, log: Path) -> None:
+        self.output = log.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SYNC_SENDER],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.output,
+            text=True,
+        )
 
-    address = f"view{n}@example.com"
-    started[address] = time.time()
-    EmailBackend().send_messages([EmailMessage("Your receipt", "Body", SHOP_FROM, [address])])
+    def ready(self) -> None:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"the synchronous sender did not start: {line!r}; see the log")
+
+    def start(self, moments: list[float]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps([time.time(), moments]) + "\n")
+        self.process.stdin.flush()
+
+    def started(self, timeout: float) -> dict[str, float]:
+        assert self.process.stdout is not None
+        out, _ = self.process.communicate(timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.output.close()
 
 
 def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path, baseline: str):
@@ -177,13 +238,16 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
             env |= {"PYTHONPATH": baseline, "PYTHONSAFEPATH": "1"}
         workers = Workers(engine.worker_command, env, log)
         workers.start(args.workers)
+        sync = SyncSender(env | {"PYTHONSAFEPATH": "1"}, baseline or str(ROOT), log)
         try:
             with override_settings(
                 SENDFLEET={"API_URL": sandbox.url, **limiter_settings}, CACHES=redis_cache
             ):
-                # Warm up: every worker started and connected, as running workers are.
+                # Warm up: every worker started and connected, as running workers are, and
+                # the synchronous sender too.
                 for n in range(args.workers * 2):
                     queue_reset(1000 + n, {})
+                sync.ready()
                 wait_for(outbox_empty, 120, "the warm-up sends", log)
                 time.sleep(rate[1] + 0.5)
                 sandbox.reset()
@@ -192,49 +256,66 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
                 queue_newsletter(args.bulk)
                 drain_time = args.bulk * rate[1] / rate[0]
                 started: dict[str, float] = {}
-                threads = [
-                    threading.Thread(
-                        target=at_random_moments,
-                        args=(args.transactional, 0.8 * drain_time, queue_reset, started),
-                    )
-                ]
-                if args.sync and not baseline:
-                    threads.append(
-                        threading.Thread(
-                            target=at_random_moments,
-                            args=(args.sync, 0.8 * drain_time, send_now, started),
-                        )
-                    )
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
+                sync.start(sorted(random.uniform(0, 0.8 * drain_time) for _ in range(args.sync)))
+                queuer = threading.Thread(
+                    target=at_random_moments,
+                    args=(args.transactional, 0.8 * drain_time, queue_reset, started),
+                )
+                queuer.start()
+                queuer.join()
+                started |= sync.started(timeout=60 + drain_time)
                 wait_for(outbox_empty, 60 + 3 * drain_time, "the outbox to drain", log)
+                time.sleep(1)  # the last answer recorded
         finally:
+            sync.stop()
             workers.stop()
-    accepted = {r.payload["to"]: r.time for r in sandbox.requests if r.status == 200}
-    sent_to = [r.payload["to"] for r in sandbox.accepted]
-    assert len(sent_to) == len(set(sent_to)), "each row accepted once"
-    assert len(sent_to) == len(started) + args.bulk, "every row accepted"
+    accepted: dict[str, float] = {}
+    for request in sandbox.requests:
+        if request.status == 200:
+            address = request.payload["to"]
+            run.accepted_twice += address in accepted
+            accepted[address] = request.time
+    expected = set(started) | {f"reader{n}@example.com" for n in range(args.bulk)}
+    run.never_accepted = len(expected - set(accepted))
     for address, at in started.items():
         waits = run.sync_waits if address.startswith("view") else run.transactional_waits
-        waits.append(accepted[address] - at)
+        if address in accepted:
+            waits.append(accepted[address] - at)
     bulk_times = [at for address, at in accepted.items() if address.startswith("reader")]
     run.bulk_accepted = len(bulk_times)
     run.span = max(accepted.values()) - min(accepted.values())
     run.throttled = sum(r.status == 429 for r in sandbox.requests)
+    run.load = os.getloadavg()[1]
     return run
+
+
+HEADER = (
+    "| engine | code | bulk rows | sends | n | p50 (s) | p99 (s) | max | goal (s) | met "
+    "| bulk share of the slots left | 429s | every row sent once | load (5 min) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def row(run: Run, label: str, waits: list[float], goal_intervals: float) -> str:
     goal = goal_intervals * run.interval + 0.5
     p50, p99, most = (percentile(waits, 0.5), percentile(waits, 0.99), max(waits, default=0.0))
     met = "yes" if waits and p99 <= goal and most <= goal else "no"
+    once = "yes" if not (run.accepted_twice or run.never_accepted) else "no"
+    if once == "no":
+        once += f" ({run.accepted_twice} twice, {run.never_accepted} never)"
+    code = "FIFO (before)" if run.code == "baseline" else "priorities"
     return (
-        f"| {run.engine} | {run.code} | {run.bulk} | {label} | {len(waits)} | {p50:.2f} | "
+        f"| {run.engine} | {code} | {run.bulk} | {label} | {len(waits)} | {p50:.2f} | "
         f"{p99:.2f} | {most:.2f} ({most / run.interval:.1f} intervals) | {goal:.2f} | {met} | "
-        f"{run.bulk_share:.1%} | {run.throttled} |"
+        f"{run.bulk_share:.1%} | {run.throttled} | {once} | {run.load:.1f} |"
     )
+
+
+def rows(run: Run) -> list[str]:
+    return [
+        row(run, "queued transactional", run.transactional_waits, 2),
+        *([row(run, "synchronous", run.sync_waits, 1)] if run.sync_waits else []),
+    ]
 
 
 def main() -> int:
@@ -245,7 +326,7 @@ def main() -> int:
     parser.add_argument("--transactional", type=int, default=20)
     parser.add_argument("--sync", type=int, default=20)
     parser.add_argument("--rate", default="10/2", help="requests/seconds, e.g. 10/2")
-    parser.add_argument("--baseline", default="", help="a checkout to run today's workers from")
+    parser.add_argument("--baseline", default="", help="a checkout to run today's code from")
     parser.add_argument("--seed", type=int, default=20)
     args = parser.parse_args()
     count, seconds = args.rate.split("/")
@@ -284,20 +365,13 @@ def main() -> int:
                 for name in engines:
                     for baseline in ([args.baseline] if args.baseline else []) + [""]:
                         runs.append(drain(name, args, redis_url, log, baseline))
-                        run = runs[-1]
-                        print(f"  {row(run, 'queued', run.transactional_waits, 2)}", flush=True)
+                        print("\n".join(f"  {line}" for line in rows(runs[-1])), flush=True)
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
     print(f"(worker output: {log})")
-    print(
-        "| engine | code | bulk rows | sends | n | p50 (s) | p99 (s) | max | goal (s) | met "
-        "| bulk share of the slots left | 429s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     for run in runs:
-        print(row(run, "queued transactional", run.transactional_waits, 2))
-        if run.sync_waits:
-            print(row(run, "synchronous", run.sync_waits, 1))
+        print("\n".join(rows(run)))
     medians = [statistics.median(run.transactional_waits) for run in runs]
     print(f"median transactional waits per run: {', '.join(f'{m:.2f}' for m in medians)}")
     return 0
