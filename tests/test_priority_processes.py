@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,32 +45,43 @@ def _drain_bulk(start: Any, key_id: str, count: int) -> None:
 def _send_transactional(
     start: Any, key_id: str, count: int, redis_url: str
 ) -> list[tuple[int, float]]:
-    """Each send asks as ``acquire`` does; returns per send when it was first refused (this
-    machine's clock, which Redis's TIME reads too), or 0.0 when a slot was free at once."""
+    """Each send asks as ``acquire`` does; returns per send when it was first refused (on
+    Redis's clock, as the slots), or 0.0 when a slot was free at once."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
+    now = _redis_clock(client)
     limiter = _real_limiter(key_id)
     start()
     refused: list[tuple[int, float]] = []
     for number in range(count):
         time.sleep(0.2 + 0.07 * number)  # into the drain, at different phases
-        _until_the_window_is_full(client, limiter)
+        _until_the_window_is_full(client, limiter, now)
         waiter, first_refusal = uuid.uuid4().hex, None
         while (wait := limiter.try_acquire(priority=HIGH, waiter=waiter, will_wait=60)) > 0:
             if first_refusal is None:
-                first_refusal = time.time()
+                first_refusal = now()
             time.sleep(wait)
         refused.append((number, first_refusal or 0.0))
     return refused
 
 
-def _until_the_window_is_full(client: Any, limiter: SlidingWindowLimiter) -> None:
+def _redis_clock(client: Any) -> Callable[[], float]:
+    """Now on Redis's clock, which times the slots: this machine's, shifted by the difference
+    (none on one machine; another host's may differ, and .ci/faketime.sh fakes this one's)."""
+    seconds, microseconds = client.time()
+    offset = seconds + microseconds / 1e6 - time.time()
+    return lambda: time.time() + offset
+
+
+def _until_the_window_is_full(
+    client: Any, limiter: SlidingWindowLimiter, now: Callable[[], float]
+) -> None:
     """Wait (a few windows at most) until the drain has filled the window, so the send that
     follows most likely finds no free slot, however late a loaded machine wakes the drains."""
     deadline = time.monotonic() + 5 * limiter.rate.window
     while time.monotonic() < deadline:
-        since = (time.time() - limiter.rate.window) * 1e6
+        since = (now() - limiter.rate.window) * 1e6
         if client.zcount(limiter.cache_key, f"({since}", "+inf") >= limiter.requests:
             return
         time.sleep(0.002)
