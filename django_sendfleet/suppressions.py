@@ -59,7 +59,8 @@ def _listed_or_hashed(emails: list[str], digests: list[str]) -> list[str]:
     # parameters (or an array's elements) costs the client more than the query costs the
     # server. A digest never holds a line break; an address that does is asked as an array.
     joined = connection.vendor == "postgresql"
-    parts, params = [], []
+    parts: list[str] = []
+    params: list[str | list[str]] = []
     for field, values in ((_EMAIL, emails), (_DIGEST, digests)):
         column = quote(field.column or field.name)  # set on every concrete field
         table = quote(field.model._meta.db_table)

@@ -9,13 +9,15 @@
 # whose PRIORITY is "low", high for every other. The settings are read here, not through the
 # app's conf module, so that this migration does not change when that module does.
 
+from typing import Any
+
 from django.conf import settings
 from django.db import migrations, models
 
 HIGH, LOW = 10, 20
 
 
-def _mailer_is_low(alias):
+def _mailer_is_low(alias: str) -> bool:
     """Whether a mailer's queued sends default to low priority, from the settings as they are."""
     project = getattr(settings, "SENDFLEET", None)
     project = project if isinstance(project, dict) else {}
@@ -27,7 +29,7 @@ def _mailer_is_low(alias):
     return options.get("bulk", project.get("BULK")) is True
 
 
-def pending_rows_get_their_mailers_priority(apps, schema_editor):
+def pending_rows_get_their_mailers_priority(apps: Any, schema_editor: Any) -> None:
     SendLog = apps.get_model("django_sendfleet", "SendLog")
     pending = SendLog.objects.using(schema_editor.connection.alias).filter(status="pending")
     mailers = set(pending.values_list("mailer", flat=True).distinct())
