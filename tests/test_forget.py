@@ -373,6 +373,45 @@ def test_the_command_waits_for_a_row_being_sent_then_erases_it(sandbox, row_bein
     assert "ann@example.com" not in stored_text()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_sending_while_the_address_is_forgotten_leaves_no_row_half_sent(sandbox, settings):
+    """A worker sends the outbox's rows to Ann while she is forgotten, 5 rows a batch: each row
+    ends either sent (and then erased) or cancelled before any request, never both."""
+    engine = settings.TASKS["default"]["BACKEND"].rpartition(".backends.")[0]
+    settings.TASKS = {"default": {"BACKEND": f"{engine}.backends.dummy.DummyBackend"}}
+    QueuedEmailBackend().send_messages([message(to=[ANN], subject=f"n{n}") for n in range(60)])
+    ids = list(SendLog.objects.order_by("pk").values_list("pk", flat=True))
+    failures: list[BaseException] = []
+
+    def work():
+        try:
+            worker.send_rows(ids)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    sending = threading.Thread(target=work)
+    sending.start()
+    try:
+        deadline = time.monotonic() + 60  # a bound for a worker that died, not a timing
+        while len(sandbox.accepted) < 5 and not failures and time.monotonic() < deadline:
+            time.sleep(0.01)  # forgotten once the worker is well under way
+        report = forget(ANN, batch_size=5, wait=30)
+    finally:
+        sending.join()
+    assert failures == [] and report["in_flight"] == 0
+    rows = list(SendLog.objects.all())
+    assert {row.recipient for row in rows} == {FORGOTTEN}
+    sent = [row for row in rows if row.status == "queued"]
+    cancelled = [row for row in rows if row.status == "rejected"]
+    assert len(sent) + len(cancelled) == 60 and len(sent) >= 5
+    assert len(sandbox.accepted) == len(sent)  # every row sent is one request, and no other
+    assert all(row.attempts == 0 and row.http_status is None for row in cancelled)
+    assert not MessageContent.objects.exists()
+    assert rollup_rebuild.differences() == {}
+
+
 def test_batches_are_bounded_and_found_by_primary_key_ranges(monkeypatch):
     """A few thousand rows, 100 per transaction, the table read 700 keys at a time."""
     monkeypatch.setattr(erasure_match, "SCAN_STEP", 700)
