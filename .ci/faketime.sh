@@ -50,7 +50,8 @@ failed=0
 run_from() {  # run_from "<UTC date> <time>"
   local started=$SECONDS status=0
   echo "== Tests that touch time, the clock starting at $1 UTC (libfaketime)"
-  # FAKETIME_DONT_FAKE_MONOTONIC: a faked monotonic clock hangs every timed wait (see above).
+  # FAKETIME_DONT_FAKE_MONOTONIC: a faked monotonic clock hangs every timed wait (sem_clockwait
+  # is not translated; see .ci/faketime_sleep.py).
   # FAKETIME_FORCE_MONOTONIC_FIX=0: with the monotonic clock real, 0.9.10's "fix" turns each
   # timed wait on a condition variable (the GIL's) into one that has already expired: two
   # threads wanting the GIL then run 30 times slower, and timing tests fail.
