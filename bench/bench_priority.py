@@ -24,7 +24,10 @@ synchronous sends within 1 interval + 0.5 s, bulk >= 90 % of the slots left, no 
 ``--baseline PATH`` also runs the workers and the synchronous sender from another checkout
 (the code before priorities, first in, first out: ``mkdir /tmp/sendfleet-fifo && git archive
 0e81d34 | tar -x -C /tmp/sendfleet-fifo``): today's figures beside the new ones. Its workers
-share the database (the columns added since are ignored; this process queues the rows).
+share the database (the columns added since are ignored; this process queues the rows). Its
+processes start in that directory with ``PYTHONSAFEPATH`` (``python -m`` and Celery's Django
+fixup would otherwise put this checkout first on sys.path); the limiter's entries late in each
+drain are printed by priority to show which code ran (before priorities every send was "high").
 
     pip install -e ".[bench,engines]"
     DATABASE_URL=postgres://USER@127.0.0.1:PORT/DB python bench/bench_priority.py \\
@@ -47,6 +50,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -96,6 +100,9 @@ class Run:
     throttled: int = 0
     accepted_twice: int = 0
     never_accepted: int = 0
+    #: The limiter's entries seen by priority late in the drain: the baseline's are all
+    #: "high" (before priorities every send asked as high), this code's bulk is "low".
+    entries: dict[str, int] = field(default_factory=dict)
     load: float = 0.0  # the machine's 5-minute load average as the run ended
 
     @property
@@ -160,6 +167,42 @@ def queue_reset(n: int, started: dict[str, float]) -> None:
     started[address] = time.time()  # committed: from here the task may run
 
 
+def start_workers(engine: Any, env: dict[str, str], log: Path, cwd: str, count: int) -> Any:
+    """``count`` workers started in ``cwd``: Celery's Django fixup puts the working directory
+    first on sys.path, so the baseline's workers start in the baseline's checkout."""
+    from tests.worker_processes import Workers
+
+    workers = Workers(engine.worker_command, env, log)
+    with log.open("ab") as output:
+        workers.processes = [
+            subprocess.Popen(
+                list(engine.worker_command(number)),
+                env=env,
+                cwd=cwd,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            for number in range(count)
+        ]
+    return workers
+
+
+def limiter_entries(redis_url: str) -> dict[str, int]:
+    """The limiter's log for the bench's key, counted by priority (its members' prefix)."""
+    import redis
+
+    from django_sendfleet.conf import SendFleetSettings
+    from django_sendfleet.ratelimit import SlidingWindowLimiter
+
+    limiter = SlidingWindowLimiter.for_settings(SendFleetSettings())
+    assert limiter is not None
+    counts: dict[str, int] = {}
+    for member in redis.Redis.from_url(redis_url).zrange(limiter.cache_key, 0, -1):
+        priority = member.decode().split(":")[0]
+        counts[priority] = counts.get(priority, 0) + 1
+    return counts
+
+
 class SyncSender:
     """The synchronous sends' process (``SYNC_SENDER``), running the code the workers run."""
 
@@ -205,7 +248,7 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
     from django_sendfleet.models import SendLog
     from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
     from tests.engines import ENGINES
-    from tests.worker_processes import Workers, wait_for, worker_environment
+    from tests.worker_processes import wait_for, worker_environment
 
     def outbox_empty() -> bool:
         return not SendLog.objects.filter(status__in=["pending", "sending"]).exists()
@@ -236,8 +279,7 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
             # PYTHONSAFEPATH: "python -m" would put the working directory (this checkout)
             # before PYTHONPATH, and the workers would run this code, not the baseline's.
             env |= {"PYTHONPATH": baseline, "PYTHONSAFEPATH": "1"}
-        workers = Workers(engine.worker_command, env, log)
-        workers.start(args.workers)
+        workers = start_workers(engine, env, log, baseline or str(ROOT), args.workers)
         sync = SyncSender(env | {"PYTHONSAFEPATH": "1"}, baseline or str(ROOT), log)
         try:
             with override_settings(
@@ -263,6 +305,8 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
                 )
                 queuer.start()
                 queuer.join()
+                for priority, count in limiter_entries(redis_url).items():
+                    run.entries[priority] = run.entries.get(priority, 0) + count
                 started |= sync.started(timeout=60 + drain_time)
                 wait_for(outbox_empty, 60 + 3 * drain_time, "the outbox to drain", log)
                 time.sleep(1)  # the last answer recorded
@@ -366,6 +410,7 @@ def main() -> int:
                     for baseline in ([args.baseline] if args.baseline else []) + [""]:
                         runs.append(drain(name, args, redis_url, log, baseline))
                         print("\n".join(f"  {line}" for line in rows(runs[-1])), flush=True)
+                        print(f"    limiter entries late in the drain: {runs[-1].entries}")
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
     print(f"(worker output: {log})")
