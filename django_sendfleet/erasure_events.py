@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import router, transaction
 from django.db.models import Q, QuerySet
@@ -26,9 +26,6 @@ from django.utils import timezone
 from .erasure_match import AddressMatch, pk_ranges, with_lowered
 from .forgotten import FORGOTTEN, forgotten_among, keys_configured
 from .models import WebhookEvent, normalise_email
-
-if TYPE_CHECKING:
-    from .event_apply import Applied
 
 Outcome = WebhookEvent.Outcome
 _UNFINISHED = (Outcome.PENDING, Outcome.FAILED)
@@ -121,13 +118,14 @@ def reduce_events(ids: Sequence[int], db: str | None = None) -> int:
     return done
 
 
-def reduce_late_events(applied: Iterable[Applied]) -> None:
-    """Reduce the events of a batch just applied that are about a forgotten address: its
-    send log row was erased, or its recipient is a forgotten address. In the caller's
-    transaction, after the events' outcomes are saved; one query when there are none."""
+def reduce_late_events(applied: Iterable[tuple[WebhookEvent, str | None]]) -> None:
+    """Reduce the events of a batch just applied (each stored event with its recipient) that
+    are about a forgotten address: its send log row was erased, or its recipient is a
+    forgotten address. In the caller's transaction, after the events' outcomes are saved; one
+    query when there are none."""
     items = list(applied)
-    ids = [item.stored.pk for item in items if _row_forgotten(item)]
-    emails = {normalise_email(item.event.recipient) for item in items if item.event.recipient}
+    ids = [stored.pk for stored, _recipient in items if _row_forgotten(stored)]
+    emails = {normalise_email(recipient) for _stored, recipient in items if recipient}
     gone: set[str] = set()
     per_query = 999 // keys_configured()
     ordered = sorted(emails)
@@ -135,16 +133,16 @@ def reduce_late_events(applied: Iterable[Applied]) -> None:
         gone |= forgotten_among(ordered[start : start + per_query])
     if gone:
         ids += [
-            item.stored.pk
-            for item in items
-            if item.event.recipient and normalise_email(item.event.recipient) in gone
+            stored.pk
+            for stored, recipient in items
+            if recipient and normalise_email(recipient) in gone
         ]
     if ids:
         WebhookEvent.objects.filter(pk__in=sorted(set(ids))).update(**reduced(timezone.now()))
 
 
-def _row_forgotten(item: Applied) -> bool:
-    row = item.stored.send_log
+def _row_forgotten(stored: WebhookEvent) -> bool:
+    row = stored.send_log
     return row is not None and row.recipient == FORGOTTEN
 
 

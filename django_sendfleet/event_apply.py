@@ -134,7 +134,8 @@ def write_batch(batch: Batch) -> list[Applied]:
     _update_rows(changes, now)
     suppress_many(suppressions, source="webhook")
     _save(unsaved, filled_in)
-    reduce_late_events(applied)  # about a forgotten address: body and address go (erasure)
+    # About a forgotten address: body and address go (erasure).
+    reduce_late_events((item.stored, item.event.recipient) for item in applied)
     return applied
 
 
