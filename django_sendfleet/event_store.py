@@ -65,6 +65,7 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     insert = _insert(WebhookEvent(digest=digest, **_fields(body, max_age, now)), using)
     started = time.monotonic()
     warned = False
+    tries = 0
     with trying_often(using):
         while True:
             try:
@@ -74,13 +75,17 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
                     return None
                 failure: DatabaseError = error
             except OperationalError as error:
-                # "database is locked" (SQLite, another writer): try again. Past SendFleet's
-                # 5 s the answer is lost, but the event is still worth keeping.
+                # Another writer holds a lock: try again. Past SendFleet's 5 s the answer is
+                # lost, but the event is still worth keeping. Any other operational error (a
+                # missing table, a refused connection) would fail the same way every time:
+                # it is raised at once, for the 500 it deserves.
                 waited = time.monotonic() - started
-                if waited < STORE_PATIENCE_SECONDS:
+                if _is_lock_error(error, using) and waited < STORE_PATIENCE_SECONDS:
                     if waited > 1 and not warned:
                         logger.warning("SendFleet webhook event not stored yet: %r", error)
                         warned = True
+                    _pause_before_retry(using, tries)
+                    tries += 1
                     continue
                 raise
             except DatabaseError as error:
@@ -98,6 +103,33 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
             next_attempt_at=now,
             detail=column_text(f"stored as received: {failure!r}", _DETAIL_LENGTH),
         )
+
+
+#: PostgreSQL's SQLSTATEs for a lock another transaction holds: lock_not_available,
+#: serialization_failure, deadlock_detected.
+_POSTGRES_LOCK_STATES = frozenset({"55P03", "40001", "40P01"})
+#: The pause between tries on databases other than SQLite, growing to the last.
+_PAUSES_SECONDS = (0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+def _is_lock_error(error: OperationalError, using: str) -> bool:
+    """Whether the error says another writer holds a lock (worth trying again)."""
+    cause = error.__cause__
+    if connections[using].vendor == "sqlite":
+        name = getattr(cause, "sqlite_errorname", "")  # Python 3.11+
+        if name:
+            return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        return "locked" in str(error)  # "database is locked", "database table is locked"
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return state in _POSTGRES_LOCK_STATES
+
+
+def _pause_before_retry(using: str, tries: int) -> None:
+    """On SQLite the failed try has already waited its millisecond for the lock
+    (``trying_often``): trying again at once takes the lock as soon as it is free. Elsewhere
+    a lock error comes back at once, so wait a little longer each time."""
+    if connections[using].vendor != "sqlite":
+        time.sleep(_PAUSES_SECONDS[min(tries, len(_PAUSES_SECONDS) - 1)])
 
 
 def _insert(event: WebhookEvent, using: str) -> Callable[[], WebhookEvent]:
