@@ -21,6 +21,7 @@ from django.db import transaction
 from . import outbox, payloads, priority, signals, tasks
 from .client import SendFleetClient
 from .conf import SendFleetSettings, pop_mailer_options
+from .events import apply_waiting_events
 from .exceptions import (
     SendFleetError,
     SendFleetInvalidMessage,
@@ -158,7 +159,7 @@ class EmailBackend(BaseEmailBackend):
             mailer=self.mailer,
             log_content=self.settings.log_content,
             secrets=self.settings.secrets,
-            webhooks_enabled=bool(self.settings.webhook_secrets),
+            after_write=apply_waiting_events if self.settings.webhook_secrets else None,
             priority=self.settings.priority,
             bulk=self.settings.bulk,
             **options,

@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 from .api_key import API_KEY_ENVIRONMENT_VARIABLE, ApiKey
 from .exceptions import SendFleetConfigurationError
 from .priority import HIGH, LOW, parse_priority
-from .reputation_levels import Thresholds, parse_thresholds
+from .reputation_thresholds import Thresholds, parse_thresholds
 from .secret import Secret, hide_secrets, key_shaped, reveal
 
 DEFAULT_API_URL = "https://sendfleet.net/api/send/"

@@ -22,8 +22,9 @@ from .key_guard import KeyGuard
 from .log_status import LogStatus
 from .mailers import QUEUED_BACKEND, backend_class, configured_mailers
 from .models import MessageContent, SendLog
-from .payloads import message_from_payload, outbox_payload
+from .payloads import message_from_payload
 from .tasks import schedule
+from .worker import outbox_payload
 
 #: The error codes of rows held while SendFleet refuses the API key.
 KEY_HOLD_CODES = ("authentication_failed", "key_refused")

@@ -12,7 +12,6 @@ from django.core.mail import EmailMultiAlternatives
 
 if TYPE_CHECKING:
     from .message import OutgoingMessage
-    from .models import SendLog
 
 _OPTIONAL_FIELDS = ("from_name", "subject", "html", "reply_to")
 
@@ -51,19 +50,6 @@ def build_payload(message: Content, recipient: str) -> dict[str, Any]:
 def build_payloads(message: OutgoingMessage) -> dict[str, dict[str, Any]]:
     """Recipient -> payload, in recipient order."""
     return {recipient: build_payload(message, recipient) for recipient in message.recipients}
-
-
-def outbox_payload(row: SendLog, content: Content | None) -> dict[str, Any]:
-    """What the worker sends for an outbox row: its message's content, to its recipient.
-
-    ``content`` is the row's ``MessageContent``. Rows queued before it existed (migration 0006)
-    carry their whole payload instead; a row with neither gets an empty payload, which the API
-    refuses (and the row fails) rather than anything being made up.
-    """
-    if content is not None:
-        # The row's recipient is the address as it is sent (checked, and stored whole).
-        return build_payload(content, row.recipient)
-    return row.payload or {}
 
 
 def message_from_payload(payload: dict[str, Any]) -> EmailMultiAlternatives:

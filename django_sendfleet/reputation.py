@@ -29,7 +29,8 @@ from .error_table import SPECS_BY_CODE
 from .exceptions import SendFleetSoftBounce
 from .log_status import LogStatus
 from .outcome import UNKNOWN as UNKNOWN_OUTCOME
-from .reputation_levels import UNKNOWN, Thresholds, level_for, worst
+from .reputation_levels import UNKNOWN, level_for, worst
+from .reputation_thresholds import Thresholds
 
 WINDOW_DAYS = 7
 SHARED = "shared"

@@ -10,7 +10,6 @@ from django.db import DatabaseError, transaction
 
 from . import message_content
 from .durable import outside_the_callers_transaction
-from .events import apply_waiting_events
 from .log_status import log_status_for
 from .models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from .outcome import PENDING
@@ -126,6 +125,8 @@ class SendLogBatch:
     the outbox's (``pending``), and every row with ``LOG_CONTENT``. A row holds only its
     recipient and outcome. ``write_rows`` is where chunks go: by default the send log's own
     write (a failure is logged, never raised); the queued backend passes the outbox's.
+    ``after_write`` is called with the message ids of each chunk the send log's write commits
+    (the backend passes the webhook's waiting-events step when webhooks are on).
     """
 
     def __init__(
@@ -134,7 +135,7 @@ class SendLogBatch:
         mailer: str,
         log_content: bool,
         secrets: tuple[str | Secret[str], ...],
-        webhooks_enabled: bool = False,
+        after_write: Callable[[list[str]], None] | None = None,
         write_rows: Callable[[list[MessageContent], list[SendLog]], None] | None = None,
         priority: str = HIGH,
         bulk: bool = False,
@@ -144,7 +145,7 @@ class SendLogBatch:
         self.priority = priority
         self.bulk = bulk
         self.log_content = log_content
-        self.webhooks_enabled = webhooks_enabled
+        self.after_write = after_write
         self._secrets = secrets
         self._write_rows = write_rows or self._write_log
         self.rows: list[SendLog] = []
@@ -216,8 +217,9 @@ class SendLogBatch:
         # A savepoint, so a failure here cannot break a transaction it is made in.
         with transaction.atomic():
             message_content.insert_with_rows(contents, rows)
-        if self.webhooks_enabled:
+        after_write = self.after_write
+        if after_write is not None:
             # Only once the rows are visible to the webhook endpoint: see apply_waiting_events.
             message_ids = [row.message_id for row in rows]
             # robust: a failure there is logged, and never taken for a failed write.
-            transaction.on_commit(lambda: apply_waiting_events(message_ids), robust=True)
+            transaction.on_commit(lambda: after_write(message_ids), robust=True)

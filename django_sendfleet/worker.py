@@ -38,7 +38,7 @@ from .log_status import LogStatus
 from .mailers import QUEUED_BACKEND, backend_class
 from .models import MessageContent, SendLog
 from .outcome import RecipientStatus, SendStatus
-from .payloads import message_from_payload, outbox_payload
+from .payloads import Content, build_payload, message_from_payload
 from .priority import PRIORITIES, RANKS, name_of
 from .ratelimit import SlidingWindowLimiter
 from .reputation_guard import ReputationGuard
@@ -59,6 +59,19 @@ class Rescheduled:
     row_ids: list[int]
     when: datetime
     task_backend: str
+
+
+def outbox_payload(row: SendLog, content: Content | None) -> dict[str, Any]:
+    """What the worker sends for an outbox row: its message's content, to its recipient.
+
+    ``content`` is the row's ``MessageContent``. Rows queued before it existed (migration 0006)
+    carry their whole payload instead; a row with neither gets an empty payload, which the API
+    refuses (and the row fails) rather than anything being made up.
+    """
+    if content is not None:
+        # The row's recipient is the address as it is sent (checked, and stored whole).
+        return build_payload(content, row.recipient)
+    return row.payload or {}
 
 
 def send_rows(row_ids: Iterable[int]) -> list[Rescheduled]:
