@@ -59,8 +59,8 @@ def main() -> int:
     import django
 
     django.setup()
-    from django_sendfleet import addresses
     from django_sendfleet.exceptions import SendFleetInvalidMessage
+    from django_sendfleet.message import addresses
 
     ours = addresses._parse_text.__wrapped__  # uncached: every check parses
     names = list(VALUES)

@@ -150,8 +150,8 @@ def collect_from_log(today: datetime.date | None = None) -> Any:
     from django.db.models import Count
     from django.db.models.functions import TruncDate
 
-    from django_sendfleet import dashboard, rollups
-    from django_sendfleet.models import SendLog
+    from django_sendfleet.admin import dashboard
+    from django_sendfleet.models import SendLog, rollups
 
     today = today or rollups.today()
     first_day = today - datetime.timedelta(days=dashboard.DAYS - 1)
@@ -266,10 +266,11 @@ def main() -> int:
     from django.urls import clear_url_caches, path
     from django.utils import timezone
 
-    from django_sendfleet import dashboard, rollup_rebuild
-    from django_sendfleet.admin import SendLogAdmin
+    from django_sendfleet.admin import dashboard
+    from django_sendfleet.admin.registration import SendLogAdmin
     from django_sendfleet.models import SendLog
-    from django_sendfleet.rollups import SendRollup
+    from django_sendfleet.models.rollups import SendRollup
+    from django_sendfleet.records import rollup_rebuild
 
     if connection.vendor != "postgresql":
         print("Set DATABASE_URL to a PostgreSQL database.", file=sys.stderr)

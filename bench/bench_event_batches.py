@@ -34,9 +34,9 @@ def main() -> None:
     from bench_webhooks import events_for, seed_send_log
     from django.core.management import call_command
 
-    from django_sendfleet import event_drain
-    from django_sendfleet.event_store import store_event
     from django_sendfleet.models import WebhookEvent
+    from django_sendfleet.webhooks import drain as event_drain
+    from django_sendfleet.webhooks.store import store_event
 
     call_command("migrate", verbosity=0)
     per_size: dict[int, list[float]] = {size: [] for size in sizes}

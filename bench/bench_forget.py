@@ -132,7 +132,7 @@ def fill(rows: int) -> None:
         "last_seen_at": now,
     }
     forgotten_columns = {"digest": pad("g + 1000000000"), "key_id": "'old'", "forgotten_at": now}
-    from django_sendfleet.forgotten import ForgottenAddress
+    from django_sendfleet.models.forgotten import ForgottenAddress
 
     with connection.cursor() as cursor:
         for model, columns, count in (
@@ -195,7 +195,7 @@ def measure(step: str) -> dict[str, Any]:
     """One step, in this (fresh) process: its time, peak RSS and Python peak allocation."""
     from django.db import connection
 
-    from django_sendfleet import erasure
+    from django_sendfleet.erasure import forget as erasure
 
     connection.ensure_connection()
     if step == "lookup":  # timings: without tracemalloc, which slows Python down
@@ -238,7 +238,7 @@ def _status_kib(name: str) -> int:
 def lookup_costs(rounds: int = 200) -> dict[str, float]:
     """The send path's suppression lookup, p50 in ms, against the suppression table alone."""
     from django_sendfleet.models import Suppression
-    from django_sendfleet.suppressions import suppressed_among
+    from django_sendfleet.records.suppressions import suppressed_among
 
     def before(addresses: list[str]) -> set[str]:  # the lookup as it was before 0011
         return set(Suppression.objects.filter(email__in=addresses).values_list("email", flat=True))

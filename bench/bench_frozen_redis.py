@@ -106,7 +106,7 @@ def run_all(process: subprocess.Popen[bytes], options: argparse.Namespace) -> No
     import redis
     from django.core.mail import send_mail
 
-    from django_sendfleet import shared_cache
+    from django_sendfleet.ratelimit import shared_cache
 
     logging.getLogger("django_sendfleet").setLevel(logging.ERROR)  # the expected warning
     recipients = [f"user{n}@example.net" for n in range(options.recipients)]

@@ -38,7 +38,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from django_sendfleet.answers import parse_retry_after
+from django_sendfleet.api.answers import parse_retry_after
 from django_sendfleet.sandbox import SANDBOX_API_KEY, VERIFIED_DOMAIN, Sandbox
 
 

@@ -57,9 +57,10 @@ def main() -> int:
 
     from django.core.mail import EmailMessage
 
-    from django_sendfleet import reputation_state, rollups
     from django_sendfleet.backends import EmailBackend
-    from django_sendfleet.rollups import SendRollup
+    from django_sendfleet.models import rollups
+    from django_sendfleet.models.rollups import SendRollup
+    from django_sendfleet.reputation import state as reputation_state
 
     # A week of traffic: 5 mailers x 2 modes x 6 outcomes a day, about 1 % hard bounces.
     today = rollups.today()
@@ -124,7 +125,7 @@ def main() -> int:
     server.shutdown()
 
     # The guard's own per-send work, alone: the check a send makes between two refreshes.
-    from django_sendfleet.reputation_guard import ReputationGuard
+    from django_sendfleet.reputation.guard import ReputationGuard
 
     guard = ReputationGuard("mailer0", bulk=True)
     reputation_state.check_now()

@@ -45,7 +45,7 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from django_sendfleet import client as client_module
+    from django_sendfleet.api import client as client_module
     from django_sendfleet.sandbox.base import BaseSandbox
     from django_sendfleet.sandbox.testing import use_sendfleet_sandbox
 

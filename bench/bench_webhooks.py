@@ -154,7 +154,7 @@ def post(port: int, body: bytes, signature: str) -> tuple[int, float]:
 def burst(
     port: int, events: list[dict], clients: int, secret: str = SECRET
 ) -> list[tuple[int, float]]:
-    from django_sendfleet.webhooks import sign
+    from django_sendfleet.webhooks.view import sign
 
     signed = []
     for event in events:

@@ -8,8 +8,8 @@ class SendFleetConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import system_checks
-        from .webhook_sqlite_check import check_webhook_sqlite_options
+        from .checks.system import system_checks
+        from .checks.webhook_sqlite import check_webhook_sqlite_options
 
         # Settings only: no network, no database (see checks.py).
         checks.register(system_checks, "sendfleet")

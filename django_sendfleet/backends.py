@@ -18,30 +18,32 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
-from . import outbox, payloads, priority, signals, tasks
-from .client import SendFleetClient
+from . import signals
+from .api.client import SendFleetClient
 from .conf import SendFleetSettings, pop_mailer_options
-from .events import apply_waiting_events
 from .exceptions import (
     SendFleetError,
     SendFleetInvalidMessage,
     SendFleetRecipientsRefused,
     SendFleetUnsupportedFeature,
 )
-from .key_guard import KeyGuard
-from .message import OutgoingMessage, prepare_message
+from .message import payloads, priority
+from .message.outgoing import OutgoingMessage, prepare_message
 from .outcome import INVALID, PENDING, REFUSED_STATUSES, RecipientStatus, SendStatus
+from .queued import outbox, tasks
 from .ratelimit import SlidingWindowLimiter
-from .reputation_guard import ReputationGuard
-from .retry import WaitInProcess
-from .send_log import SendLogBatch
-from .sending import (
+from .ratelimit.key_guard import KeyGuard
+from .records.send_log import SendLogBatch
+from .reputation.guard import ReputationGuard
+from .sending.recipient import (
     Deferred,
     RecipientSender,
     SuppressionCheck,
     finish_recipient,
     recipient_addresses,
 )
+from .sending.retry import WaitInProcess
+from .webhooks.events import apply_waiting_events
 
 logger = logging.getLogger("django_sendfleet")
 
@@ -287,7 +289,7 @@ class QueuedEmailBackend(EmailBackend):
     suppressed recipients are refused at once), then writes one ``SendLog`` row per recipient
     with status ``pending`` and what the worker needs to send it, inside the caller's
     transaction. The task is enqueued on commit: a rolled-back transaction sends nothing. The
-    worker (``django_sendfleet.worker``) sends each row through the same path as
+    worker (``django_sendfleet.queued.worker``) sends each row through the same path as
     ``EmailBackend``. The outbox is the send log, so ``SEND_LOG`` does not apply.
     """
 

@@ -27,9 +27,8 @@ from django.utils.datastructures import MultiValueDict
 from django.utils.module_loading import import_string
 from django.views.debug import SafeExceptionReporterFilter
 
-from .check_result import OK, WARNING, CheckResult
-from .mailers import configured_mailers
-from .secret import SECRET_NAME
+from .conf.mailers import configured_mailers
+from .credentials.secret import SECRET_NAME
 
 FILTER_PATH = "django_sendfleet.reporting.SecretsReporterFilter"
 #: Containers nested deeper than this are not looked into: shown as a placeholder instead.
@@ -97,15 +96,6 @@ def _unchanged(values: list[Any], cleansed: list[Any]) -> bool:
     return all(new is old for old, new in zip(values, cleansed, strict=True))
 
 
-# sendfleet_check's "error reports" line (diagnostics.PROJECT_CHECKS).
-
-ERROR_REPORTS_FIX = (
-    f"Set DEFAULT_EXCEPTION_REPORTER_FILTER = {FILTER_PATH!r} (docs/configuration.md, 'Secrets "
-    "in Django's error reports'), or move the secrets out of OPTIONS (SENDFLEET['API_KEY'] or "
-    "the SENDFLEET_API_KEY environment variable)."
-)
-
-
 def filter_in_use() -> bool:
     """Whether ``DEFAULT_EXCEPTION_REPORTER_FILTER`` is ``SecretsReporterFilter`` (or a
     subclass of it)."""
@@ -126,27 +116,3 @@ def secret_mailer_options() -> dict[str, list[str]]:
         if names:
             found[alias] = names
     return found
-
-
-def check_error_reports() -> CheckResult:
-    """Whether Django's error reports may show a secret from a mailer's OPTIONS."""
-    if filter_in_use():
-        message = (
-            "DEFAULT_EXCEPTION_REPORTER_FILTER is SecretsReporterFilter: secrets cleansed "
-            "from every frame"
-        )
-        return CheckResult("error reports", OK, message, data={"filter": FILTER_PATH})
-    exposed = secret_mailer_options()
-    data = {"filter": settings.DEFAULT_EXCEPTION_REPORTER_FILTER, "secret_options": exposed}
-    if exposed:
-        where = "; ".join(f"MAILERS[{a!r}] OPTIONS {', '.join(n)}" for a, n in exposed.items())
-        message = (
-            f"{where}: Django's error reports (the DEBUG 500 page, the admins' error mail) show "
-            "these in Django's own frames, e.g. when an option is misspelt"
-        )
-        return CheckResult("error reports", WARNING, message, ERROR_REPORTS_FIX, data)
-    message = (
-        "no mailer keeps a secret in its OPTIONS; DEFAULT_EXCEPTION_REPORTER_FILTER = "
-        f"{FILTER_PATH!r} is recommended all the same"
-    )
-    return CheckResult("error reports", OK, message, data=data)

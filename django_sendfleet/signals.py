@@ -22,7 +22,7 @@ mailer alias, so one receiver sees synchronous and queued sends alike.
 - ``reputation_changed(mode, mailer, level, previous, rates)``: the level of an account mode's
   bounce or complaint rates (``mailer`` None) or of one mailer's changed, e.g. ``"warning"`` ->
   ``"danger"``; sent once per change across processes. ``rates`` is a
-  ``django_sendfleet.reputation.Rates`` (None when the scope has no sends left in the window).
+  ``django_sendfleet.reputation.rates.Rates`` (None when the scope has no sends left in the window).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import webhooks
+from .webhooks import view as webhooks
 
 urlpatterns = [
     path("webhook/", webhooks.webhook_view, name="sendfleet-webhook"),

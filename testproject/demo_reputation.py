@@ -54,11 +54,12 @@ def run(sandbox: Any) -> list[str]:
 def _story(sandbox: Any) -> list[str]:
     from django.core.mail import EmailMessage, get_connection, send_mail
 
-    from django_sendfleet import reputation_state, signals
+    from django_sendfleet import signals
     from django_sendfleet.exceptions import SendFleetReputationHold
-    from django_sendfleet.reputation import percent
-    from django_sendfleet.reputation_guard import HOLD_RECHECK
-    from django_sendfleet.reputation_release import held_rows
+    from django_sendfleet.queued.held import held_rows
+    from django_sendfleet.reputation import state as reputation_state
+    from django_sendfleet.reputation.guard import HOLD_RECHECK
+    from django_sendfleet.reputation.rates import percent
 
     queued = django.VERSION >= (6, 1)
     bulk = "a mailer marked bulk" if queued else "a connection opened with bulk=True"

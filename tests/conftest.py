@@ -6,14 +6,38 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
+from hypothesis import settings as hypothesis_settings
 
-from django_sendfleet import client
+from django_sendfleet.api import client
 
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. "full" (the default: the README's test
+# command, and CI's Quick start run) runs every property test at its full count; "ci" (the
+# other CI cells and the libfaketime runs) a tenth of it: a cell whose axis (Django, Python,
+# database, clock) changes a property's result still tries it on fresh random examples, and the
+# full count runs once per CI run. Nothing is derandomized. The deadline is 1 s, not 200 ms: a
+# test's first example pays imports and the sandbox's start, and CI runs two lanes on 2 cores.
+FULL_EXAMPLES = 100  # Hypothesis's default max_examples
+hypothesis_settings.register_profile(
+    "full", max_examples=FULL_EXAMPLES, deadline=timedelta(seconds=1)
+)
+hypothesis_settings.register_profile(
+    "ci", max_examples=FULL_EXAMPLES // 10, deadline=timedelta(seconds=1)
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+
+def examples(full: int) -> int:
+    """``max_examples`` for a property test that needs ``full`` examples under the full
+    profile: scaled with the profile loaded, so a smaller profile runs fewer (never none)."""
+    return max(2, round(full * hypothesis_settings.default.max_examples / FULL_EXAMPLES))
+
 
 # Helpers the test modules share: ``from .conftest import SENDER, message``.
 SENDER = "Shop <shop@example.com>"
@@ -31,7 +55,7 @@ def post_webhook(client, body: bytes, secret: str | None = None, **headers):
     ``secret`` when one is given (headers may carry a signature of their own)."""
     # Imported here: importing the view loads models, and worker processes spawned by tests
     # import this module before Django is set up.
-    from django_sendfleet.webhooks import sign
+    from django_sendfleet.webhooks.view import sign
 
     if secret is not None:
         headers.setdefault("HTTP_X_SENDFLEET_SIGNATURE", sign(body, secret))
@@ -108,7 +132,8 @@ def _forget_api_key_refusals():
     from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
 
-    from django_sendfleet import key_guard, reputation_state
+    from django_sendfleet.ratelimit import key_guard
+    from django_sendfleet.reputation import state as reputation_state
 
     yield
     key_guard._refused_here.clear()

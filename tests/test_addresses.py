@@ -21,12 +21,14 @@ from django.core.mail import message as django_message
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import addresses
-from django_sendfleet.addresses import MAX_PARTS, MAX_VALUE_LENGTH, parse_address
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.exceptions import SendFleetInvalidAddress, SendFleetInvalidMessage
+from django_sendfleet.message import addresses
+from django_sendfleet.message.addresses import MAX_PARTS, MAX_VALUE_LENGTH, parse_address
+from django_sendfleet.message.text_safety import LINE_BREAKS, refuse_unsafe_header_text
 from django_sendfleet.models import SendLog
-from django_sendfleet.text_safety import LINE_BREAKS, refuse_unsafe_header_text
+
+from .conftest import examples
 
 COMMON = {
     "deadline": None,
@@ -94,7 +96,7 @@ ANY_VALUE = st.one_of(
 )
 
 
-@settings(max_examples=3000, **COMMON)
+@settings(max_examples=examples(3000), **COMMON)
 @given(value=ANY_VALUE)
 @example(value="Mallory: victim@example.org <mallory@example.com>")
 @example(value="attacker@evil.example <ann@example.com>")
@@ -117,7 +119,7 @@ NAME = st.one_of(
 )
 
 
-@settings(max_examples=500, **COMMON)
+@settings(max_examples=examples(500), **COMMON)
 @given(name=NAME, local=LOCAL, domain=DOMAIN, style=st.sampled_from(["formataddr", "Address"]))
 def test_properly_quoted_names_are_sent_to_their_address(name, local, domain, style):
     address = f"{local}@{domain}"
@@ -189,7 +191,7 @@ def outcome(function, text):
         return "refused"
 
 
-@settings(max_examples=1500, **COMMON)
+@settings(max_examples=examples(1500), **COMMON)
 @given(text=fast_shaped())
 def test_the_fast_path_finds_what_the_full_parser_finds(text):
     if addresses._FAST_ADDRESS.fullmatch(text) is None or "=?" in text:

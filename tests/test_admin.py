@@ -15,11 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from django_sendfleet.admin import ACTION_ROW_LIMIT, SendLogAdmin
-from django_sendfleet.changelist import EstimatedCountPaginator
+from django_sendfleet.admin.changelist import EstimatedCountPaginator
+from django_sendfleet.admin.registration import ACTION_ROW_LIMIT, SendLogAdmin
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
-from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.models.log_status import LogStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -360,7 +360,7 @@ def test_resend_mixes_rows_with_and_without_content(admin_client, sendfleet_sett
 
 
 def test_actions_refuse_more_rows_than_the_limit(admin_client, monkeypatch, sandbox):
-    monkeypatch.setattr("django_sendfleet.admin.ACTION_ROW_LIMIT", 2)
+    monkeypatch.setattr("django_sendfleet.admin.registration.ACTION_ROW_LIMIT", 2)
     rows = [with_content(recipient=f"r{n}@example.com") for n in range(3)]
     response = run_action(admin_client, "resend", rows)
     assert any("at most 2 rows" in m for m in messages_of(response))
@@ -528,7 +528,7 @@ def test_actions_follow_their_permissions(django_user_model):
 
 
 def test_the_dashboard_draws_every_status():
-    from django_sendfleet.dashboard import stacking_order
+    from django_sendfleet.admin.dashboard import stacking_order
 
     assert sorted(status for status, _ in stacking_order()) == sorted(LogStatus.values)
 

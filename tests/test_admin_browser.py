@@ -20,8 +20,8 @@ import pytest
 from django.utils import timezone
 
 from django_sendfleet.error_table import SPECS_BY_CODE
-from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog
+from django_sendfleet.models.log_status import LogStatus
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install playwright"

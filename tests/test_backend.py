@@ -11,8 +11,8 @@ from django.core.mail import EmailMultiAlternatives, mail_admins, send_mail
 
 from django_sendfleet import __version__
 from django_sendfleet import exceptions as exc
+from django_sendfleet.api.client import USER_AGENT, SendFleetClient
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.client import USER_AGENT, SendFleetClient
 from django_sendfleet.sandbox import (
     BYOC_BROKEN_API_KEY,
     QUOTA_API_KEY,

@@ -11,9 +11,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from django_sendfleet.backlog import duration
+from django_sendfleet.message.priority import RANKS
 from django_sendfleet.models import SendLog
-from django_sendfleet.priority import RANKS
+from django_sendfleet.queued.backlog import duration
 
 from .test_check_command import result, run_check, run_json, webhook_configured  # noqa: F401
 

@@ -18,9 +18,12 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import bulk_insert, send_log
-from django_sendfleet.log_status import LogStatus
+from django_sendfleet.db import bulk_insert
 from django_sendfleet.models import MessageContent, SendLog
+from django_sendfleet.models.log_status import LogStatus
+from django_sendfleet.records import send_log
+
+from .conftest import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +99,7 @@ def test_rows_are_stored_as_bulk_create_stores_them_with_their_keys_set():
 TEXT = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     values=st.lists(
         st.fixed_dictionaries(

@@ -17,7 +17,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.urls import include, path
 
-from django_sendfleet.config_review import KEY_MALFORMED_FIX, KEY_MISSING_FIX, PLAIN_HTTP_FIX
+from django_sendfleet.checks.config_review import KEY_MALFORMED_FIX, KEY_MISSING_FIX, PLAIN_HTTP_FIX
 from django_sendfleet.error_table import SPECS_BY_CODE
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.sandbox import (

@@ -5,9 +5,9 @@ import pytest
 from django.core.mail import EmailMessage, send_mail
 from django.test import override_settings
 
-from django_sendfleet.api_key import api_key_shape_warning
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.credentials.api_key import api_key_shape_warning
 from django_sendfleet.exceptions import SendFleetAuthenticationError, SendFleetConfigurationError
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
@@ -197,7 +197,7 @@ def test_fail_silently_is_kept_by_the_backend_not_passed_to_django(recwarn):
 
 
 def test_the_api_key_value_shows_only_its_prefix():
-    from django_sendfleet.api_key import ApiKey
+    from django_sendfleet.credentials.api_key import ApiKey
 
     key = ApiKey.parse(SANDBOX_API_KEY)
     prefix, _, secret = SANDBOX_API_KEY.partition(".")

@@ -20,7 +20,8 @@ from django.core.mail import EmailMessage
 from django_sendfleet import exceptions as exc
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog
-from django_sendfleet.ratelimit import SlidingWindowLimiter, Slot
+from django_sendfleet.ratelimit import SlidingWindowLimiter
+from django_sendfleet.ratelimit.limiter import Slot
 
 from .conftest import SENDER
 

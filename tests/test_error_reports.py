@@ -41,6 +41,7 @@ from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
 from django_sendfleet import backends
+from django_sendfleet.credentials.secret import REDACTED
 from django_sendfleet.exceptions import (
     SendFleetAuthenticationError,
     SendFleetConfigurationError,
@@ -49,8 +50,7 @@ from django_sendfleet.exceptions import (
 from django_sendfleet.models import WebhookEvent
 from django_sendfleet.reporting import FILTER_PATH, SecretsReporterFilter
 from django_sendfleet.sandbox import REVOKED_API_KEY
-from django_sendfleet.secret import REDACTED
-from django_sendfleet.webhooks import sign
+from django_sendfleet.webhooks.view import sign
 
 from .conftest import BACKEND
 from .docs_snippets import block_containing

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from django_sendfleet import answers, error_table
+from django_sendfleet import error_table
 from django_sendfleet import exceptions as exc
+from django_sendfleet.api import answers
 
 
 def answer(status, body=None, headers=None, text=None):

@@ -14,8 +14,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from django_sendfleet.event_store import store_event
 from django_sendfleet.models import WebhookEvent
+from django_sendfleet.webhooks.store import store_event
 
 from .conftest import post_webhook
 

@@ -35,14 +35,15 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
-from django_sendfleet import client as client_module
 from django_sendfleet import exceptions as exc
-from django_sendfleet import outbox, signals, tasks, worker
-from django_sendfleet import payloads as payloads_module
+from django_sendfleet import signals, tasks
+from django_sendfleet.api import client as client_module
+from django_sendfleet.api.client import SendFleetClient
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
-from django_sendfleet.client import SendFleetClient
 from django_sendfleet.error_table import ERROR_TABLE, SPECS_BY_CODE
+from django_sendfleet.message import payloads as payloads_module
 from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.queued import outbox, worker
 from django_sendfleet.sandbox import (
     BYOC_BROKEN_API_KEY,
     REVOKED_API_KEY,

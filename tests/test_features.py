@@ -9,7 +9,7 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import SendFleetUnsupportedFeature
-from django_sendfleet.features import ANYMAIL_ATTRIBUTES, is_set, unsupported_features
+from django_sendfleet.message.features import ANYMAIL_ATTRIBUTES, is_set, unsupported_features
 from django_sendfleet.models import SendLog
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]

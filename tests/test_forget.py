@@ -23,12 +23,21 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
-from django_sendfleet import erasure_match, forgotten, rollup_rebuild, rollups, worker
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
-from django_sendfleet.forgotten import FORGOTTEN, ForgottenAddress
-from django_sendfleet.models import MessageContent, SendLog, Suppression, WebhookEvent
+from django_sendfleet.erasure import match as erasure_match
+from django_sendfleet.models import (
+    MessageContent,
+    SendLog,
+    Suppression,
+    WebhookEvent,
+    forgotten,
+    rollups,
+)
+from django_sendfleet.models.forgotten import FORGOTTEN, ForgottenAddress
+from django_sendfleet.queued import worker
+from django_sendfleet.records import rollup_rebuild
+from django_sendfleet.records.suppressions import suppress, suppressed_among
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL
-from django_sendfleet.suppressions import suppress, suppressed_among
 
 from .conftest import message
 from .test_webhooks import SECRET, post_event

@@ -21,7 +21,7 @@ from django.test import TestCase
 from django.urls import reverse
 
 from django_sendfleet import exceptions as exc
-from django_sendfleet import transports
+from django_sendfleet.api import transports
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.error_table import SPECS_BY_CODE
 from django_sendfleet.models import SendLog, Suppression

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from django_sendfleet import ratelimit
+from django_sendfleet.api.client import SendFleetClient
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.client import SendFleetClient
 from django_sendfleet.ratelimit import SlidingWindowLimiter
+from django_sendfleet.ratelimit import limiter as ratelimit
 
 from .conftest import message
 

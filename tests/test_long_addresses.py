@@ -13,9 +13,9 @@ from django.core.mail import EmailMessage
 from django.urls import reverse
 
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent, normalise_email
-from django_sendfleet.webhooks import sign
+from django_sendfleet.models.log_status import LogStatus
+from django_sendfleet.webhooks.view import sign
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sendfleet_settings")]
 

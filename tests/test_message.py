@@ -11,9 +11,9 @@ from django_sendfleet.exceptions import (
     SendFleetInvalidMessage,
     SendFleetUnsupportedFeature,
 )
-from django_sendfleet.message import prepare_message
-from django_sendfleet.payloads import build_payloads
-from django_sendfleet.text_safety import LINE_BREAKS
+from django_sendfleet.message.outgoing import prepare_message
+from django_sendfleet.message.payloads import build_payloads
+from django_sendfleet.message.text_safety import LINE_BREAKS
 
 
 def prepare(message, ignore_unsupported_features=False):

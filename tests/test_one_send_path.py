@@ -20,11 +20,11 @@ from django.core.cache import caches
 from django.test import Client
 from django.urls import reverse
 
-from django_sendfleet import client as client_module
 from django_sendfleet import signals
+from django_sendfleet.api import client as client_module
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
-from django_sendfleet.webhooks import sign
+from django_sendfleet.webhooks.view import sign
 
 from .test_fault_matrix import MATRIX, Fault, World, run_queued, run_sync
 

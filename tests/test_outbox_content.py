@@ -22,10 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_sendfleet import exceptions as exc
-from django_sendfleet import message_content, outbox, send_log, tasks, worker
+from django_sendfleet import tasks
+from django_sendfleet.admin.resend import message_from
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import MessageContent, SendLog
-from django_sendfleet.resend import message_from
+from django_sendfleet.queued import outbox, worker
+from django_sendfleet.records import content as message_content
+from django_sendfleet.records import send_log
 
 from .conftest import SENDER
 

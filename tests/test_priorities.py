@@ -12,11 +12,12 @@ import pytest
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from django_sendfleet import signals, tasks, worker
+from django_sendfleet import signals, tasks
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import SendFleetConfigurationError, SendFleetInvalidMessage
+from django_sendfleet.message.priority import RANKS
 from django_sendfleet.models import SendLog
-from django_sendfleet.priority import RANKS
+from django_sendfleet.queued import worker
 
 from .conftest import QUEUED_BACKEND, message
 from .test_reputation_guard import danger, shared_account  # noqa: F401  (fixtures)

@@ -20,15 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet.ratelimit import (
-    HIGH,
-    LOW,
-    SendFleetRateLimitWait,
-    SlidingWindowLimiter,
-    Slot,
-)
+from django_sendfleet.ratelimit import SendFleetRateLimitWait, SlidingWindowLimiter
+from django_sendfleet.ratelimit.limiter import HIGH, LOW, Slot
+from django_sendfleet.ratelimit.slot_schedule import Rate, SlotState, decide
 from django_sendfleet.sandbox.throttling import SlidingLogThrottle
-from django_sendfleet.slot_schedule import Rate, SlotState, decide
+
+from .conftest import examples
 
 LIMIT, SECONDS, MARGIN = 5, 1.0, 0.02
 WINDOW = SECONDS + MARGIN
@@ -257,7 +254,9 @@ _requests = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(requests=_requests)
 def test_any_arrivals_keep_the_limit_and_pace_bulk(cache_alias: str, requests: list[Any]) -> None:
@@ -278,7 +277,9 @@ def test_any_arrivals_keep_the_limit_and_pace_bulk(cache_alias: str, requests: l
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(requests=_requests)
 def test_the_redis_script_decides_as_the_python_rules(
@@ -375,7 +376,9 @@ _late_sends = st.lists(
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(30),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(sends=_late_sends)
 def test_sendfleets_throttle_accepts_every_request_however_late_it_arrives(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from django_sendfleet.ratelimit import HIGH, LOW, SlidingWindowLimiter
+from django_sendfleet.ratelimit import SlidingWindowLimiter
+from django_sendfleet.ratelimit.limiter import HIGH, LOW
 
 
 def _redis_cache(url: str) -> dict[str, Any]:

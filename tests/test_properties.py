@@ -33,7 +33,7 @@ from django.utils.functional import lazy
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import client as client_module
+from django_sendfleet.api import client as client_module
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import (
     SendFleetInvalidAddress,
@@ -44,6 +44,8 @@ from django_sendfleet.exceptions import (
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL
 from django_sendfleet.sandbox.validation import parse_json_body, validate_send_payload
+
+from .conftest import examples
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
@@ -576,7 +578,7 @@ def validated_posts(monkeypatch):
     return posted
 
 
-@settings(max_examples=300, **COMMON)
+@settings(max_examples=examples(300), **COMMON)
 @given(case=cases(ANY_SENDER_DOMAIN, RECIPIENT_ADDRESS, huge_bodies(100_000, 300_000)))
 def test_every_message_becomes_valid_payloads_or_a_local_refusal(
     case, validated_posts, sendfleet_settings
@@ -591,7 +593,7 @@ def test_every_message_becomes_valid_payloads_or_a_local_refusal(
 # A bounded number through the real client to the sandbox: it never answers 400.
 
 
-@settings(max_examples=40, **COMMON)
+@settings(max_examples=examples(40), **COMMON)
 @given(case=cases(SANDBOX_SENDER_DOMAIN, SANDBOX_RECIPIENT, huge_bodies(1_000_000, 3_000_000)))
 def test_over_http_the_api_never_refuses_what_the_backend_sends(case, sandbox, sendfleet_settings):
     sandbox.set_rate_limit(1_000_000, 60)
@@ -605,7 +607,7 @@ def test_over_http_the_api_never_refuses_what_the_backend_sends(case, sandbox, s
     check_log(case)
 
 
-@settings(max_examples=25, **COMMON)
+@settings(max_examples=examples(25), **COMMON)
 @given(case=cases(SANDBOX_SENDER_DOMAIN, SANDBOX_RECIPIENT, huge_bodies(200_000)))
 def test_over_http_the_queued_backend_sends_the_same_requests(
     case, sandbox, sendfleet_settings, django_capture_on_commit_callbacks

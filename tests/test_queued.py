@@ -12,9 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_sendfleet import exceptions as exc
-from django_sendfleet import signals, tasks, worker
+from django_sendfleet import signals, tasks
 from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import MessageContent, SendLog, Suppression
+from django_sendfleet.queued import worker
 from django_sendfleet.sandbox import QUOTA_API_KEY
 
 from .conftest import message

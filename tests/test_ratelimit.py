@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import requests
 
-from django_sendfleet import shared_cache
 from django_sendfleet.exceptions import SendFleetError
 from django_sendfleet.ratelimit import (
     SendFleetRateLimitWait,
     SlidingWindowLimiter,
-    admit,
     is_shared,
+    shared_cache,
 )
+from django_sendfleet.ratelimit.limiter import admit
 from django_sendfleet.sandbox import SANDBOX_API_KEY, VERIFIED_DOMAIN, Sandbox
 from django_sendfleet.sandbox.throttling import SlidingLogThrottle
 

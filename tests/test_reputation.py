@@ -11,13 +11,15 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_sendfleet import reputation, reputation_state, signals
+from django_sendfleet import signals
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.conf.thresholds import Thresholds, parse_thresholds
 from django_sendfleet.exceptions import SendFleetConfigurationError
 from django_sendfleet.models import SendLog
-from django_sendfleet.reputation_levels import Thresholds, parse_thresholds
-from django_sendfleet.reputation_state import ReputationLevel
+from django_sendfleet.reputation import rates as reputation
+from django_sendfleet.reputation import state as reputation_state
+from django_sendfleet.reputation.state import ReputationLevel
 
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),

@@ -13,9 +13,9 @@ from django.core.mail import EmailMessage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from django_sendfleet import reputation_state
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.reputation_release import held_rows
+from django_sendfleet.queued.held import held_rows
+from django_sendfleet.reputation import state as reputation_state
 
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),

@@ -12,13 +12,14 @@ from django.core.mail import EmailMessage
 from django.urls import reverse
 from django.utils import timezone
 
-from django_sendfleet import reputation_state, tasks
+from django_sendfleet import tasks
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.exceptions import SendFleetReputationHold
 from django_sendfleet.models import SendLog
-from django_sendfleet.reputation_guard import HOLD_RECHECK
-from django_sendfleet.reputation_release import held_rows, release_held_sends
-from django_sendfleet.reputation_state import ReputationLevel
+from django_sendfleet.queued.held import held_rows, release_held_sends
+from django_sendfleet.reputation import state as reputation_state
+from django_sendfleet.reputation.guard import HOLD_RECHECK
+from django_sendfleet.reputation.state import ReputationLevel
 
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),
@@ -325,7 +326,7 @@ def test_sendfleet_bulk_marks_every_queued_send_bulk(
 
 
 def test_figures_that_cannot_be_read_never_stop_a_send(danger, monkeypatch, caplog):
-    from django_sendfleet import reputation
+    from django_sendfleet.reputation import rates as reputation
 
     def broken(*args, **kwargs):
         raise RuntimeError("the rollups are away")

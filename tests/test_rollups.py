@@ -31,11 +31,15 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import outbox, rollup_rebuild, rollups, tasks, worker
+from django_sendfleet import tasks
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
-from django_sendfleet.log_status import LogStatus
-from django_sendfleet.models import SendLog, Suppression
-from django_sendfleet.rollups import Key, SendRollup
+from django_sendfleet.models import SendLog, Suppression, rollups
+from django_sendfleet.models.log_status import LogStatus
+from django_sendfleet.models.rollups import Key, SendRollup
+from django_sendfleet.queued import outbox, worker
+from django_sendfleet.records import rollup_rebuild
+
+from .conftest import examples
 
 WEBHOOK_SECRET = "whsec_rollups_0123456789"
 
@@ -204,7 +208,7 @@ class LogWriter:
 @pytest.mark.django_db
 @pytest.mark.sendfleet_sandbox(rate_limit=(1_000_000, 60))
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -17,23 +17,19 @@ from django.core.cache import caches
 from django.core.mail import EmailMessage, send_mail
 from django.urls import reverse
 
-from django_sendfleet import (
-    event_drain,
-    key_guard,
-    reputation_state,
-    shared_cache,
-    signals,
-    transports,
-)
+from django_sendfleet import signals
+from django_sendfleet.api import transports
 from django_sendfleet.exceptions import SendFleetAuthenticationError, SendFleetKeyRefused
 from django_sendfleet.models import SendLog
-from django_sendfleet.ratelimit import SlidingWindowLimiter
+from django_sendfleet.ratelimit import SlidingWindowLimiter, key_guard, shared_cache
+from django_sendfleet.reputation import state as reputation_state
 from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
 from django_sendfleet.sandbox.testing import (
     backend_settings,
     sandbox_for_test,
     use_sendfleet_sandbox,
 )
+from django_sendfleet.webhooks import drain as event_drain
 
 SECRET = "whsec_helpers_0123456789"
 

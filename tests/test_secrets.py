@@ -36,10 +36,11 @@ from django.views.debug import ExceptionReporter
 
 import django_sendfleet
 from django_sendfleet import signals
+from django_sendfleet.api.client import SendFleetClient
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
-from django_sendfleet.client import SendFleetClient
+from django_sendfleet.checks.config_review import sendfleet_mailers
 from django_sendfleet.conf import SendFleetSettings, mailer_options
-from django_sendfleet.config_review import sendfleet_mailers
+from django_sendfleet.credentials.secret import REDACTED, Secret
 from django_sendfleet.exceptions import SendFleetConfigurationError, SendFleetError
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 from django_sendfleet.ratelimit import SlidingWindowLimiter
@@ -52,8 +53,7 @@ from django_sendfleet.sandbox import (
     SUSPENDED_API_KEY,
     UNAPPROVED_API_KEY,
 )
-from django_sendfleet.secret import REDACTED, Secret
-from django_sendfleet.webhooks import sign
+from django_sendfleet.webhooks.view import sign
 from tests.test_fault_matrix import MATRIX, World, answered_by, run_queued, run_sync
 
 from .conftest import SENDER, post_webhook

@@ -12,8 +12,8 @@ from django_sendfleet import exceptions as exc
 from django_sendfleet import signals
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.records.suppressions import suppress
 from django_sendfleet.sandbox import REVOKED_API_KEY, SANDBOX_API_KEY
-from django_sendfleet.suppressions import suppress
 
 from .conftest import SENDER, message
 
@@ -219,7 +219,7 @@ def test_log_is_written_even_when_the_send_raises(sandbox):
 
 
 def test_key_is_redacted_from_stored_detail():
-    from django_sendfleet.send_log import stored_detail
+    from django_sendfleet.records.send_log import stored_detail
 
     assert stored_detail(f"echo {SANDBOX_API_KEY}", (SANDBOX_API_KEY,)) == "echo [redacted]"
     assert len(stored_detail("x" * 5000, ())) == 1000

@@ -7,10 +7,11 @@ must not consume it before the send loop (issue 19, item 1: it once sent nothing
 import pytest
 from django.core.mail import EmailMessage
 
-from django_sendfleet import backends, sending
+from django_sendfleet import backends
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL
+from django_sendfleet.sending import recipient as sending
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.urls import include, path
 
 from django_sendfleet.backends import EmailBackend
-from django_sendfleet.checks import system_checks
+from django_sendfleet.checks.system import system_checks
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 
 from .conftest import BACKEND

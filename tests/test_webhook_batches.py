@@ -14,10 +14,12 @@ from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_sendfleet import event_apply, event_drain, signals
-from django_sendfleet.event_store import store_event
+from django_sendfleet import signals
+from django_sendfleet.db.sqlite_lock import TRY_MILLISECONDS, trying_often
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
-from django_sendfleet.sqlite_lock import TRY_MILLISECONDS, trying_often
+from django_sendfleet.webhooks import apply as event_apply
+from django_sendfleet.webhooks import drain as event_drain
+from django_sendfleet.webhooks.store import store_event
 
 from .test_webhooks import SECRET, event, post_event
 
@@ -167,7 +169,7 @@ def test_a_batch_that_fails_is_processed_one_event_at_a_time(monkeypatch):
             raise ValueError("this one cannot be read")
         return real_event_of(stored)
 
-    monkeypatch.setattr("django_sendfleet.event_apply.event_of", event_of)
+    monkeypatch.setattr("django_sendfleet.webhooks.apply.event_of", event_of)
     event_drain.after_answer(None)
     outcomes = dict(WebhookEvent.objects.values_list("message_id", "outcome"))
     assert outcomes == {"msg-0": "applied", "msg-1": "failed", "msg-2": "applied"}
@@ -282,7 +284,7 @@ def test_a_batchs_suppressions_add_new_addresses_and_refresh_known_ones():
 
     from django.utils import timezone
 
-    from django_sendfleet.suppressions import suppress_many
+    from django_sendfleet.records.suppressions import suppress_many
 
     long_ago = timezone.now() - timedelta(days=30)
     Suppression.objects.create(

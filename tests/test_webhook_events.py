@@ -18,18 +18,21 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_sendfleet import event_drain, events, signals
-from django_sendfleet.conf import SendFleetSettings
-from django_sendfleet.event_store import store_event
-from django_sendfleet.exceptions import SendFleetConfigurationError
-from django_sendfleet.models import SendLog, Suppression, WebhookEvent
-from django_sendfleet.webhook_body import escape_body, unescape_body
-from django_sendfleet.webhook_sqlite_check import (
+from django_sendfleet import signals
+from django_sendfleet.checks.webhook_sqlite import (
     CHECK_ID,
     check_webhook_sqlite_options,
     missing_sqlite_options,
 )
+from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.exceptions import SendFleetConfigurationError
+from django_sendfleet.models import SendLog, Suppression, WebhookEvent
+from django_sendfleet.webhooks import drain as event_drain
+from django_sendfleet.webhooks import events
+from django_sendfleet.webhooks.body import escape_body, unescape_body
+from django_sendfleet.webhooks.store import store_event
 
+from .conftest import examples
 from .test_webhooks import SECRET, event, kept_as_received, post_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("webhook_secret")]
@@ -153,7 +156,7 @@ signed_bodies = st.binary(max_size=300) | st.builds(
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

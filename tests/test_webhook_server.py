@@ -20,7 +20,7 @@ from django.urls import reverse
 from django_sendfleet import signals
 from django_sendfleet.models import WebhookEvent
 from django_sendfleet.sandbox import SANDBOX_API_KEY
-from django_sendfleet.webhooks import sign
+from django_sendfleet.webhooks.view import sign
 
 from .conftest import free_port
 from .test_webhooks import SECRET, event

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from django_sendfleet import signals
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
-from django_sendfleet.webhook_body import unescape_body
-from django_sendfleet.webhooks import sign
+from django_sendfleet.webhooks.body import unescape_body
+from django_sendfleet.webhooks.view import sign
 
 from .conftest import post_webhook
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 
-from .. import transports
+from ..api import transports
 from .answers import Response
 from .base import BaseSandbox, generate_api_key
 from .defaults import (
@@ -159,7 +159,7 @@ class Sandbox(BaseSandbox):
         return f"http://{host}:{server.port}"
 
     def adapter(self) -> None:
-        """django_sendfleet.transports.Transport: requests go over the network."""
+        """django_sendfleet.api.transports.Transport: requests go over the network."""
         return None
 
     @property

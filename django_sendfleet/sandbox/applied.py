@@ -38,7 +38,7 @@ def wait_until_applied(deliveries: Iterable[Delivery], deadline: float) -> bool:
 def _applying_here() -> bool:
     if not _with_the_app():
         return False
-    from .. import event_drain
+    from ..webhooks import drain as event_drain
 
     return event_drain.applying()
 

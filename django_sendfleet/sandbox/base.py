@@ -189,7 +189,7 @@ class BaseSandbox:
         self.state.inject_fault(kind, count)
 
     def wait_before_retry(self, seconds: float) -> None:
-        """django_sendfleet.transports.Transport: record a wait the client would have slept,
+        """django_sendfleet.api.transports.Transport: record a wait the client would have slept,
         and let the sandbox's clock move on by it."""
         with self._waits_lock:
             self.retry_waits.append(seconds)

@@ -5,7 +5,7 @@
         send_mail("Hi", "Body", "shop@example.com", ["ann@example.com"])
         assert sandbox.payloads_to("ann@example.com")[0]["subject"] == "Hi"
 
-Between ``start()`` and ``stop()`` it is installed in ``django_sendfleet.transports`` for its
+Between ``start()`` and ``stop()`` it is installed in ``django_sendfleet.api.transports`` for its
 URL, a ``.localhost`` name that is never looked up: every ``SendFleetClient`` opened for that
 URL, in any thread of the process (the test's, ``live_server``'s), gets a ``SandboxAdapter`` on
 its session. Everything else is the real thing: payload building, the error table, retries,
@@ -25,7 +25,7 @@ from typing import Self
 
 import requests
 
-from .. import transports
+from ..api import transports
 from .adapter import SandboxAdapter
 from .base import BaseSandbox
 from .plans import DEFAULT_PLAN
@@ -74,7 +74,7 @@ class InProcessSandbox(BaseSandbox):
     def base_url(self) -> str:
         return f"http://{self.host}"
 
-    # django_sendfleet.transports.Transport.
+    # django_sendfleet.api.transports.Transport.
 
     def adapter(self) -> SandboxAdapter:
         return SandboxAdapter(self.state, self.client_ip, self._open_connection)

@@ -24,7 +24,10 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from .. import event_drain, key_guard, ratelimit, reputation_state, shared_cache
+from ..ratelimit import key_guard, shared_cache
+from ..ratelimit import limiter as ratelimit
+from ..reputation import state as reputation_state
+from ..webhooks import drain as event_drain
 
 
 def reset_process_state(api_keys: Iterable[str] = ()) -> None:

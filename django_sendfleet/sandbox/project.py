@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.test import utils as test_utils
 
-from ..mailers import is_sendfleet_backend
+from ..conf.mailers import is_sendfleet_backend
 from .base import BaseSandbox
 from .defaults import SANDBOX_API_KEY
 

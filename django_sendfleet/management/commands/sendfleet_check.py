@@ -12,15 +12,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_sendfleet.api_probe import check_send_test
-from django_sendfleet.check_result import ERROR, OK, WARNING, CheckResult
+from django_sendfleet.checks.api_probe import check_send_test
+from django_sendfleet.checks.check_result import ERROR, OK, WARNING, CheckResult
+from django_sendfleet.checks.config_review import Mailer, sendfleet_mailers
+from django_sendfleet.checks.diagnostics import MAILER_CHECKS, PROJECT_CHECKS
 from django_sendfleet.conf import SendFleetSettings
-from django_sendfleet.config_review import Mailer, sendfleet_mailers
-from django_sendfleet.diagnostics import MAILER_CHECKS, PROJECT_CHECKS
+from django_sendfleet.conf.mailers import configured_mailers
+from django_sendfleet.credentials.redaction import redact
+from django_sendfleet.credentials.secret import Secret
 from django_sendfleet.exceptions import SendFleetConfigurationError
-from django_sendfleet.mailers import configured_mailers
-from django_sendfleet.redaction import redact
-from django_sendfleet.secret import Secret
 
 NO_MAILER_FIX = (
     "Django 6.1: add a MAILERS entry with 'BACKEND': 'django_sendfleet.backends.EmailBackend' "

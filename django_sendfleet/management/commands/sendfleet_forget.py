@@ -9,9 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_sendfleet import forgotten
-from django_sendfleet.erasure import BATCH_SIZE, ErasureReport, forget
-from django_sendfleet.models import normalise_email
+from django_sendfleet.erasure.forget import BATCH_SIZE, ErasureReport, forget
+from django_sendfleet.models import forgotten, normalise_email
 
 #: The lines of the text report: (field, label).
 _LINES = (

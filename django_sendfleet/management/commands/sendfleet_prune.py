@@ -10,11 +10,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from django_sendfleet import message_content
 from django_sendfleet.conf import SendFleetSettings
-from django_sendfleet.event_retention import PrunedEvents, prune_events
-from django_sendfleet.log_status import LogStatus
 from django_sendfleet.models import SendLog
+from django_sendfleet.models.log_status import LogStatus
+from django_sendfleet.records import content as message_content
+from django_sendfleet.webhooks.retention import PrunedEvents, prune_events
 
 #: Rows that still have work to do are never pruned, however old.
 KEPT_STATUSES = (LogStatus.PENDING,)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_sendfleet import outbox, tasks
+from django_sendfleet.queued import outbox, tasks
 
 
 class Command(BaseCommand):

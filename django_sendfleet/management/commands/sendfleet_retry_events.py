@@ -9,9 +9,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_sendfleet.event_drain import apply_stored_events_until_done
-from django_sendfleet.events import UNFINISHED, resolve_and_apply_unknown_sends, retry_due_events
 from django_sendfleet.models import WebhookEvent
+from django_sendfleet.webhooks.drain import apply_stored_events_until_done
+from django_sendfleet.webhooks.events import (
+    UNFINISHED,
+    resolve_and_apply_unknown_sends,
+    retry_due_events,
+)
 
 
 class Command(BaseCommand):

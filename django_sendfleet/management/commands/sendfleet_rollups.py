@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_sendfleet import rollup_rebuild, rollups
+from django_sendfleet.models import rollups
+from django_sendfleet.records import rollup_rebuild
 
 
 class Command(BaseCommand):

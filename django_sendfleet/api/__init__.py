@@ -1,0 +1,1 @@
+"""SendFleet's HTTP API: the client, where its requests go, and what each answer means."""

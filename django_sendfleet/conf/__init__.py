@@ -1,0 +1,8 @@
+"""django-sendfleet's configuration, read lazily through one object: ``SendFleetSettings``.
+
+Import from here; the modules behind this face may move.
+"""
+
+from .settings import DEFAULT_API_URL, SendFleetSettings, mailer_options, pop_mailer_options
+
+__all__ = ["DEFAULT_API_URL", "SendFleetSettings", "mailer_options", "pop_mailer_options"]

@@ -1,0 +1,1 @@
+"""Database writes the records need: one-statement inserts, durable writes, SQLite's lock."""

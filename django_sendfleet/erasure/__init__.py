@@ -1,0 +1,1 @@
+"""Forgetting a person: what is erased, and the digests that keep them suppressed."""

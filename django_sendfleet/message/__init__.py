@@ -1,0 +1,1 @@
+"""A Django message before it is sent: checked addresses and text, features, payloads."""

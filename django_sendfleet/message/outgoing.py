@@ -1,0 +1,138 @@
+"""What a Django ``EmailMessage`` becomes before it is sent: an ``OutgoingMessage``.
+
+This is where a message is checked against what the API accepts, so that nothing the API would
+refuse costs a request: lengths (of the text as sent), addresses (``addresses``), line breaks in
+header values (``text_safety``), a blank body, and features the API has no field for
+(``features``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.mail import EmailMessage
+
+from ..exceptions import SendFleetInvalidMessage
+from . import features
+from .addresses import parse_address
+from .plaintext import html_to_text
+from .text_safety import refuse_unsafe_header_text, refuse_unsafe_text
+
+logger = logging.getLogger("django_sendfleet")
+
+MAX_SUBJECT_LENGTH = 256
+MAX_FROM_NAME_LENGTH = 156
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message as the API will receive it, minus the recipient of each request."""
+
+    from_email: str
+    from_name: str | None
+    subject: str | None
+    text: str
+    html: str | None
+    reply_to: str | None
+    #: Bare addresses, in order, without case-insensitive duplicates across to, cc and bcc.
+    recipients: tuple[str, ...]
+    #: Features dropped because IGNORE_UNSUPPORTED_FEATURES is on.
+    dropped_features: tuple[str, ...] = ()
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_email.rpartition("@")[2].lower()
+
+
+def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool) -> OutgoingMessage:
+    """Check a Django message against the API and turn it into an ``OutgoingMessage``.
+
+    Raises ``SendFleetInvalidMessage`` (``SendFleetInvalidAddress`` for an address, a recipient's
+    included) or ``SendFleetUnsupportedFeature``; no request is made for a message that fails
+    here.
+    """
+    dropped = features.check_unsupported_features(
+        message, ignore_unsupported_features=ignore_unsupported_features
+    )
+
+    sender = parse_address(message.from_email, "from_email")
+    from_name = _sent_text(sender.display_name, "from_name", MAX_FROM_NAME_LENGTH)
+    subject = _sent_text(message.subject, "subject", MAX_SUBJECT_LENGTH)
+    reply_to_values = features.reply_to_values(message)
+    reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
+    # Addresses before bodies, as Django's SMTP backend checks them before building the message.
+    recipients = _recipients(message)
+
+    html = None
+    html_alternatives = [
+        content for content, mimetype in features.alternatives(message) if mimetype == "text/html"
+    ]
+    body = str(message.body or "")
+    if message.content_subtype == "html":
+        html, body = body, ""
+    elif html_alternatives:
+        html = str(html_alternatives[0])
+    if html is not None:
+        refuse_unsafe_text(html, "html")
+        if not html.strip():
+            html = None
+    refuse_unsafe_text(body, "body")
+    if not body.strip():
+        if html is None:
+            raise SendFleetInvalidMessage(
+                "body: SendFleet requires a non-blank plain-text body (or an HTML alternative)."
+            )
+        body = html_to_text(html)
+
+    return OutgoingMessage(
+        from_email=sender.addr_spec,
+        from_name=from_name,
+        subject=subject,
+        text=body,
+        html=html,
+        reply_to=reply_to,
+        recipients=recipients,
+        dropped_features=dropped,
+    )
+
+
+def _recipients(message: EmailMessage) -> tuple[str, ...]:
+    """Every recipient's address as sent, without case-insensitive duplicates.
+
+    One address that cannot be sent refuses the whole message (``SendFleetInvalidAddress``,
+    naming the field and the value), as Django's SMTP backend and django-anymail do: sending to
+    the others would hide from the app that a recipient it named was dropped.
+    """
+    seen: set[str] = set()
+    valid: list[str] = []
+    for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
+        for value in values:
+            if not value:
+                continue  # as EmailMessage.recipients() does
+            address = parse_address(value, field).addr_spec
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                valid.append(address)
+    return tuple(valid)
+
+
+def _sent_text(value: Any, field: str, max_length: int) -> str | None:
+    """A subject or display name as it is sent, checked at the length that is sent.
+
+    Trimmed of surrounding whitespace, as the API trims it before checking its limit (and
+    before storing it); None when blank, so that the API's default applies.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    refuse_unsafe_header_text(text, field)
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > max_length:
+        raise SendFleetInvalidMessage(
+            f"{field}: {len(text)} characters; SendFleet allows at most {max_length}."
+        )
+    return text

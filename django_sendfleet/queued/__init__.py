@@ -1,0 +1,1 @@
+"""Queued sending: the outbox rows, the worker that sends them, held rows and the backlog."""

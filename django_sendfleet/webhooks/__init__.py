@@ -1,0 +1,1 @@
+"""SendFleet's delivery events: received, stored before the answer, then applied."""
