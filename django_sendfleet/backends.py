@@ -45,6 +45,11 @@ from .sending.recipient import (
 from .sending.retry import WaitInProcess
 from .webhooks.events import apply_waiting_events
 
+__all__ = [
+    "EmailBackend",
+    "QueuedEmailBackend",
+]
+
 logger = logging.getLogger("django_sendfleet")
 
 # Django 6.1 added MAILERS; its BaseEmailBackend takes ``alias`` and reports unknown options.

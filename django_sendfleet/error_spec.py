@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from . import exceptions as exc
 
+__all__ = [
+    "ErrorSpec",
+]
+
 
 class BatchEffect(enum.Enum):
     """What an error means for the other sends of the same ``send_messages`` call."""

@@ -4,8 +4,7 @@ Each row names an error code, the exception class raised for it, whether and how
 what it does to the rest of a batch, and what an operator should do. The client, the backend,
 the admin and the docs all read this table; nothing else hard-codes a status or a code.
 
-The rows' schema is ``error_spec.py``; turning an HTTP answer into the exception its row names
-is ``answers.py``.
+The rows' schema: ``error_spec.py``; an HTTP answer to its row's exception: ``api/answers.py``.
 
 The API sends no ``error`` field for 400, 401, the 429 throttle and most 500s: for those the
 library uses its own names (``validation_error``, ``authentication_failed``, ``rate_limited``,
@@ -19,6 +18,8 @@ from collections.abc import Mapping
 
 from . import exceptions as exc
 from .error_spec import BatchEffect, ErrorSpec
+
+__all__ = ["ERROR_TABLE", "ErrorSpec", "spec_for_code"]
 
 
 def _exponential(first: float, count: int) -> tuple[tuple[float, float], ...]:
@@ -380,6 +381,7 @@ bind_exceptions()
 
 
 def spec_for_code(code: str | None) -> ErrorSpec | None:
+    """The error table's row for an error code (``"domain_not_verified"``...), or None."""
     return SPECS_BY_CODE.get(code) if code else None
 
 

@@ -18,6 +18,42 @@ if TYPE_CHECKING:
     import requests
     from django.core.mail import EmailMessage
 
+__all__ = [
+    "SendFleetAPIError",
+    "SendFleetAccountNotAuthorized",
+    "SendFleetAuthenticationError",
+    "SendFleetBYOCNotConfigured",
+    "SendFleetConfigurationError",
+    "SendFleetConnectionFailed",
+    "SendFleetDKIMNotVerified",
+    "SendFleetDomainError",
+    "SendFleetDomainModeMismatch",
+    "SendFleetDomainNotRegistered",
+    "SendFleetDomainNotVerified",
+    "SendFleetError",
+    "SendFleetForbidden",
+    "SendFleetGatewayError",
+    "SendFleetInvalidAddress",
+    "SendFleetInvalidMessage",
+    "SendFleetKeyRefused",
+    "SendFleetLeaseExpired",
+    "SendFleetMalformedResponse",
+    "SendFleetNetworkError",
+    "SendFleetQueueError",
+    "SendFleetRateLimitWait",
+    "SendFleetRateLimited",
+    "SendFleetRecipientSuppressed",
+    "SendFleetRecipientsRefused",
+    "SendFleetReputationHold",
+    "SendFleetSendingSuspended",
+    "SendFleetServerError",
+    "SendFleetSoftBounce",
+    "SendFleetUnsupportedFeature",
+    "SendFleetUsageLimitExceeded",
+    "SendFleetValidationError",
+    "SendFleetWebhookValidationError",
+]
+
 
 class SendFleetConfigurationError(ImproperlyConfigured):
     """The SendFleet settings are missing or wrong. Never swallowed by ``fail_silently``."""

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 
     from .exceptions import SendFleetError
 
+__all__ = [
+    "FAILED",
+    "INVALID",
+    "PENDING",
+    "QUEUED",
+    "REJECTED",
+    "UNKNOWN",
+    "RecipientStatus",
+    "SendStatus",
+]
+
 PENDING = "pending"  # in the outbox, to be sent by a worker (QueuedEmailBackend)
 QUEUED = "queued"  # accepted by SendFleet (200)
 REJECTED = "rejected"  # suppressed: by SendFleet (422) or by the local list

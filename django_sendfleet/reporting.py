@@ -1,18 +1,7 @@
-"""An exception reporter filter that keeps secrets out of the frames Django's reports show.
+"""An exception reporter filter that keeps secrets out of the frames Django's reports show,
+in every frame and whatever ``DEBUG`` is (``DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER_PATH``).
 
-django-sendfleet's own frames hold the key and the webhook secrets as ``Secret``s
-(``secret.py``), shown redacted whatever ``DEBUG`` is. Django's frames are Django's: a MAILERS
-entry's ``OPTIONS`` dict, with the key (or the SMTP backend's ``password``) in it, is a local
-variable of ``MailersHandler.create_connection`` (``config``, ``options``) and of the backend's
-``__init__``, and a misspelt option raises ``InvalidMailer`` from right there. Django's
-``SafeExceptionReporterFilter`` cleanses settings by name, but frame variables only where
-``sensitive_variables`` marks them, and only when ``DEBUG`` is off.
-
-``SecretsReporterFilter`` also cleanses, in every frame and whatever ``DEBUG`` is (as Django
-cleanses settings), each variable whose name looks like a secret and each value under a
-secret-looking key of a dict, however deeply nested in dicts, lists and tuples::
-
-    DEFAULT_EXCEPTION_REPORTER_FILTER = "django_sendfleet.reporting.SecretsReporterFilter"
+Why: docs/internals.md#reporting-secrets-out-of-error-reports
 """
 
 from __future__ import annotations
@@ -29,6 +18,10 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from .conf.mailers import configured_mailers
 from .credentials.secret import SECRET_NAME
+
+__all__ = [
+    "SecretsReporterFilter",
+]
 
 FILTER_PATH = "django_sendfleet.reporting.SecretsReporterFilter"
 #: Containers nested deeper than this are not looked into: shown as a placeholder instead.

@@ -32,6 +32,17 @@ from typing import Any
 
 from django.dispatch import Signal
 
+__all__ = [
+    "CancelSend",
+    "post_send",
+    "pre_send",
+    "recipient_suppressed",
+    "reputation_changed",
+    "send_failed",
+    "send_forbidden",
+    "tracking",
+]
+
 logger = logging.getLogger("django_sendfleet")
 
 

@@ -14,6 +14,11 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+__all__ = [
+    "EVENT_TYPES",
+    "TrackingEvent",
+]
+
 #: SendFleet's ``event_type`` -> the normalised one.
 EVENT_TYPES = {
     "email.sent": "sent",

@@ -4,6 +4,10 @@ from django.urls import path
 
 from .webhooks import view as webhooks
 
+__all__ = [
+    "urlpatterns",
+]
+
 urlpatterns = [
     path("webhook/", webhooks.webhook_view, name="sendfleet-webhook"),
 ]

@@ -13,8 +13,6 @@ from django.core.mail import EmailMessage
 from django.urls import reverse
 from hypothesis import settings as hypothesis_settings
 
-from django_sendfleet.api import client
-
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
 
 # Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. "full" (the default: the README's test
@@ -77,11 +75,9 @@ def sendfleet_settings(sendfleet_backend):
 
 
 @pytest.fixture
-def retry_waits(monkeypatch):
+def retry_waits(sendfleet_retry_waits):
     """Record the backend's waits between retries instead of sleeping through them."""
-    waits: list[float] = []
-    monkeypatch.setattr(client, "wait_before_retry", waits.append)
-    return waits
+    return sendfleet_retry_waits
 
 
 def _redis_answers(url: str, timeout: float) -> bool:

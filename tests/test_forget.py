@@ -36,7 +36,6 @@ from django_sendfleet.models import (
 from django_sendfleet.models.forgotten import FORGOTTEN, ForgottenAddress
 from django_sendfleet.queued import worker
 from django_sendfleet.records import rollup_rebuild
-from django_sendfleet.records.suppressions import suppress, suppressed_among
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL
 
 from .conftest import message
@@ -159,7 +158,7 @@ def test_an_address_never_on_the_list_is_suppressed_once_forgotten(sandbox):
     forget(ANN)
     send(message(to=[ANN]))
     assert sandbox.requests == []
-    assert suppressed_among(["Ann@Example.com", "bob@example.com"]) == {ANN}
+    assert Suppression.objects.suppressed_among(["Ann@Example.com", "bob@example.com"]) == {ANN}
 
 
 def test_the_send_path_asks_both_lists_in_one_query_per_batch(sandbox):
@@ -187,7 +186,7 @@ def test_a_big_batch_stays_within_the_query_parameter_limit(settings):
     forget(addresses[7], addresses[1100])
     Suppression.objects.create(email=addresses[500])
     with CaptureQueriesContext(connection) as queries:
-        found = suppressed_among(addresses)
+        found = Suppression.objects.suppressed_among(addresses)
     assert found == {addresses[7], addresses[500], addresses[1100]}
     assert len(queries.captured_queries) == 4  # 1200 / 333, rounded up
 
@@ -197,7 +196,7 @@ def test_a_value_with_a_line_break_is_looked_up_as_any_other():
     odd = "odd\nname@example.com"
     Suppression.objects.create(email=odd)
     forget("gone@example.com")
-    assert suppressed_among([odd, "gone@example.com", "ann@example.com"]) == {
+    assert Suppression.objects.suppressed_among([odd, "gone@example.com", "ann@example.com"]) == {
         odd,
         "gone@example.com",
     }
@@ -224,7 +223,9 @@ def test_a_dropped_secret_key_is_reported_by_the_command(settings):
     settings.SECRET_KEY = "old-key-" + "x" * 50
     forget(ANN)
     settings.SECRET_KEY = "new-key-" + "y" * 50
-    assert suppressed_among([ANN]) == set()  # the documented limit: the key is needed
+    assert (
+        Suppression.objects.suppressed_among([ANN]) == set()
+    )  # the documented limit: the key is needed
     err = StringIO()
     call_command("sendfleet_forget", "bob@example.com", stdout=StringIO(), stderr=err)
     assert "1 forgotten address(es) were hashed with a SECRET_KEY" in err.getvalue()
@@ -236,7 +237,10 @@ def test_a_422_for_a_forgotten_address_does_not_write_it_down_again(sandbox, sen
     sendfleet_settings["CHECK_SUPPRESSIONS"] = False  # so the request is made
     send(message(to=[SUPPRESSED_EMAIL]))
     assert sandbox.requests and not Suppression.objects.exists()
-    assert suppress(SUPPRESSED_EMAIL, Suppression.Reason.MANUAL, source="admin") is None
+    assert (
+        Suppression.objects.suppress(SUPPRESSED_EMAIL, Suppression.Reason.MANUAL, source="admin")
+        is None
+    )
 
 
 def test_every_form_of_the_address_is_found_and_no_other_address(sandbox):
@@ -310,7 +314,7 @@ def test_events_sendfleet_posts_after_the_erasure_are_reduced_as_they_are_applie
     assert not WebhookEvent.objects.filter(pruned_at__isnull=True).exists()
     assert "ann@example.com" not in stored_text()
     assert not Suppression.objects.exists()  # still suppressed by its hash only
-    assert suppressed_among([ANN]) == {ANN}
+    assert Suppression.objects.suppressed_among([ANN]) == {ANN}
 
 
 def test_a_pending_row_is_cancelled_and_never_sent(sandbox, django_capture_on_commit_callbacks):
@@ -571,7 +575,7 @@ def test_the_suppression_list_action_forgets_the_listed_people(django_user_model
     assert "and 1 suppression entry were erased" in note
     assert not Suppression.objects.exists()
     assert SendLog.objects.get().recipient == FORGOTTEN
-    assert suppressed_among([ANN]) == {ANN}
+    assert Suppression.objects.suppressed_among([ANN]) == {ANN}
 
 
 def test_a_forgotten_row_adds_nothing_to_the_suppression_list(admin_client):
@@ -580,4 +584,4 @@ def test_a_forgotten_row_adds_nothing_to_the_suppression_list(admin_client):
     data = {"action": "add_to_suppression_list", "_selected_action": [row.pk]}
     admin_client.post(reverse(CHANGELIST), data, follow=True)
     assert not Suppression.objects.exists()
-    assert suppressed_among([ANN]) == {ANN}
+    assert Suppression.objects.suppressed_among([ANN]) == {ANN}

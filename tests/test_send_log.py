@@ -12,7 +12,6 @@ from django_sendfleet import exceptions as exc
 from django_sendfleet import signals
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.models import SendLog, Suppression
-from django_sendfleet.records.suppressions import suppress
 from django_sendfleet.sandbox import REVOKED_API_KEY, SANDBOX_API_KEY
 
 from .conftest import SENDER, message
@@ -98,7 +97,9 @@ def test_suppression_check_is_one_query_per_message(sandbox):
 
 
 def test_locally_suppressed_recipient_costs_no_request(sandbox, received):
-    suppress("Gone@Example.com", Suppression.Reason.HARD_BOUNCE, source="webhook")
+    Suppression.objects.suppress(
+        "Gone@Example.com", Suppression.Reason.HARD_BOUNCE, source="webhook"
+    )
     msg = message(to=["ann@example.com", "GONE@example.com"])
     assert msg.send() == 1
     assert [r.payload["to"] for r in sandbox.requests] == ["ann@example.com"]
@@ -114,7 +115,7 @@ def test_locally_suppressed_recipient_costs_no_request(sandbox, received):
 
 def test_check_suppressions_off_sends_anyway(sandbox, sendfleet_settings):
     sendfleet_settings["CHECK_SUPPRESSIONS"] = False
-    suppress("ann@example.com", Suppression.Reason.MANUAL, source="admin")
+    Suppression.objects.suppress("ann@example.com", Suppression.Reason.MANUAL, source="admin")
     message().send()
     assert len(sandbox.accepted) == 1
 

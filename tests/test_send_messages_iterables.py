@@ -10,8 +10,8 @@ from django.core.mail import EmailMessage
 from django_sendfleet import backends
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.models import SendLog, Suppression
+from django_sendfleet.models.suppression import SuppressionManager
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL
-from django_sendfleet.sending import recipient as sending
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 
@@ -63,13 +63,13 @@ def test_an_empty_iterator_sends_nothing_and_returns_zero(sandbox, backend_class
 def test_a_long_generator_is_read_in_chunks_one_suppression_query_each(sandbox, monkeypatch):
     monkeypatch.setattr(backends, "SUPPRESSION_CHUNK", 2)
     queries: list[set[str]] = []
-    real_suppressed_among = sending.suppressed_among
+    real_suppressed_among = SuppressionManager.suppressed_among
 
-    def suppressed_among(addresses):
+    def suppressed_among(manager, addresses):
         queries.append(set(addresses))
-        return real_suppressed_among(addresses)
+        return real_suppressed_among(manager, addresses)
 
-    monkeypatch.setattr(sending, "suppressed_among", suppressed_among)
+    monkeypatch.setattr(SuppressionManager, "suppressed_among", suppressed_among)
     # The suppressed address is in the last chunk: that chunk's query must still stop it.
     addresses = [*ADDRESSES, "dave@example.com", SUPPRESSED_EMAIL]
     Suppression.objects.create(email=SUPPRESSED_EMAIL)

@@ -284,13 +284,13 @@ def test_a_batchs_suppressions_add_new_addresses_and_refresh_known_ones():
 
     from django.utils import timezone
 
-    from django_sendfleet.records.suppressions import suppress_many
+    from django_sendfleet.models import Suppression
 
     long_ago = timezone.now() - timedelta(days=30)
     Suppression.objects.create(
         email="known@example.com", reason="manual", source="admin", last_seen_at=long_ago
     )
-    suppress_many(
+    Suppression.objects.suppress_many(
         [
             ("Known@Example.com", "hard_bounce", "msg-1"),
             ("new@example.com", "complaint", "msg-2"),
@@ -301,6 +301,9 @@ def test_a_batchs_suppressions_add_new_addresses_and_refresh_known_ones():
     entries = {s.email: s for s in Suppression.objects.all()}
     assert set(entries) == {"known@example.com", "new@example.com"}
     known, new = entries["known@example.com"], entries["new@example.com"]
-    assert (known.reason, known.source) == ("manual", "admin")  # kept, as suppress() keeps it
+    assert (known.reason, known.source) == (
+        "manual",
+        "admin",
+    )  # kept, as suppress() keeps it
     assert known.last_seen_at > long_ago
     assert (new.reason, new.source, new.message_id) == ("complaint", "webhook", "msg-2")

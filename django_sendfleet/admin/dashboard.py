@@ -174,10 +174,10 @@ def sends_chart(dashboard: Dashboard, changelist_url: str) -> SafeString:
                 '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
                 PLOT_LEFT,
                 CHART_WIDTH - PLOT_RIGHT,
-                _n(y),
-                _n(y),
+                coord(y),
+                coord(y),
                 PLOT_LEFT - 6,
-                _n(y + 4),
+                coord(y + 4),
                 f"{value:,}",
             )
         )
@@ -198,15 +198,15 @@ def sends_chart(dashboard: Dashboard, changelist_url: str) -> SafeString:
             height = plot_height * sends / top
             y -= height
             parts.append(
-                f'<a href="{status_links[status]}{day_query}"><rect x="{_n(x)}" y="{_n(y)}" '
-                f'width="{_n(bar_width)}" height="{_n(height)}" fill="{colour}">'
+                f'<a href="{status_links[status]}{day_query}"><rect x="{coord(x)}" y="{coord(y)}" '
+                f'width="{coord(bar_width)}" height="{coord(height)}" fill="{colour}">'
                 f"<title>{day_label}: {sends:,} {status_labels[status]}</title></rect></a>"
             )
         if index % 5 == 0 or index == len(dashboard.days) - 1:
             parts.append(
                 format_html(
                     '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
-                    _n(x + bar_width / 2),
+                    coord(x + bar_width / 2),
                     CHART_HEIGHT - PLOT_BOTTOM + 16,
                     day.strftime("%b %d"),
                 )
@@ -253,10 +253,10 @@ def errors_chart(dashboard: Dashboard, changelist_url: str) -> SafeString:
                 code,
                 ERROR_LABEL_WIDTH,
                 y + 2,
-                _n(width),
+                coord(width),
                 ERROR_ROW_HEIGHT - 8,
                 ERROR_BAR_COLOUR,
-                _n(ERROR_LABEL_WIDTH + width + 6),
+                coord(ERROR_LABEL_WIDTH + width + 6),
                 y + 15,
                 f"{sends:,}",
             )
@@ -292,6 +292,6 @@ def _svg(width: int, height: int, title: str, css_class: str, parts: list[str]) 
     )
 
 
-def _n(value: float) -> str:
+def coord(value: float) -> str:
     """Coordinates with one decimal: enough for the eye, short markup."""
     return f"{value:.1f}".removesuffix(".0")

@@ -25,7 +25,6 @@ from ..error_table import spec_for_code
 from ..message.addresses import MAX_ADDRESS_LENGTH
 from ..models import SendLog, Suppression, WebhookEvent, normalise_email
 from ..models.forgotten import FORGOTTEN
-from ..records.suppressions import suppress, suppressed_among
 from . import dashboard
 from . import reputation as reputation_admin
 from .changelist import ErrorCodeFilter, EstimatedCountPaginator, ModeFilter, StatusFilter
@@ -277,11 +276,11 @@ class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
         # A forgotten person's rows name no address: they stay suppressed by its hash.
         entries = [entry for entry in entries if entry.recipient != FORGOTTEN]
         message_ids = {normalise_email(entry.recipient): entry.message_id for entry in entries}
-        already = suppressed_among(message_ids)
+        already = Suppression.objects.suppressed_among(message_ids)
         note = f"Added from the send log by {request.user.get_username()}."
         for address, message_id in message_ids.items():
             if address not in already:
-                suppress(
+                Suppression.objects.suppress(
                     address,
                     Suppression.Reason.MANUAL,
                     source="admin",

@@ -34,6 +34,7 @@ from ..queued.held import held_count, release_held_sends
 from ..reputation import state as reputation_state
 from ..reputation.levels import DANGER, HEALTHY, UNKNOWN, WARNING
 from ..reputation.rates import WINDOW_DAYS, Counts, Rate, Rates, Snapshot, percent
+from .dashboard import coord
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -178,7 +179,7 @@ def gauge(rate: Rate, name: str) -> SafeString:
                 '<rect class="value" x="{}" y="{}" width="{}" height="{}" fill="{}" rx="2"/>',
                 left,
                 GAUGE_TOP,
-                _n(max(x(rate.value) - left, 1)),
+                coord(max(x(rate.value) - left, 1)),
                 GAUGE_BAR,
                 LEVEL_COLOURS[rate.level],
             )
@@ -197,12 +198,12 @@ def gauge(rate: Rate, name: str) -> SafeString:
             format_html(
                 '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="2"/>'
                 '<text x="{}" y="{}" text-anchor="middle">{} {}</text>',
-                _n(x(value)),
-                _n(x(value)),
+                coord(x(value)),
+                coord(x(value)),
                 GAUGE_TOP - 2,
                 GAUGE_TOP + GAUGE_BAR + 2,
                 tone,
-                _n(min(max(x(value), 40), right - 40)),  # the label stays inside the drawing
+                coord(min(max(x(value), 40), right - 40)),  # the label stays inside the drawing
                 text_y,
                 label,
                 percent(value),
@@ -272,7 +273,3 @@ def _is_bulk(alias: str) -> bool:
 
 def _shared_first(rates: Rates) -> tuple[bool, str]:
     return (rates.mode != "shared", rates.mode)
-
-
-def _n(value: float) -> str:
-    return f"{value:.1f}".removesuffix(".0")

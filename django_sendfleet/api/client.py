@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_sendfleet")
 
 USER_AGENT = f"django-sendfleet/{__version__}"
+
+
+def milliseconds_since(started: float) -> int:
+    """Milliseconds from a ``time.monotonic()`` reading until now: a request's duration."""
+    return round((time.monotonic() - started) * 1000)
 
 
 def wait_before_retry(seconds: float) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import requests
@@ -58,11 +60,31 @@ def mount(session: requests.Session, url: str) -> None:
             session.mount(prefix, adapter)
 
 
+_recorders: list[list[float]] = []
+
+
+@contextmanager
+def recording_waits() -> Iterator[list[float]]:
+    """Within the block, every wait between retries in this process is appended to the list
+    returned instead of slept (an installed transport still hears of it, and its clock moves)."""
+    waits: list[float] = []
+    with _lock:
+        _recorders.append(waits)
+    try:
+        yield waits
+    finally:
+        with _lock:
+            _recorders.remove(waits)
+
+
 def wait(seconds: float) -> None:
-    """Sleep, unless an in-process transport is installed: then it records the wait."""
+    """Sleep, unless an in-process transport is installed or waits are being recorded."""
     with _lock:
         transport = next(reversed(_installed.values()), None)
-    if transport is None:
-        time.sleep(seconds)
-    else:
+        recorders = list(_recorders)
+    for recorder in recorders:
+        recorder.append(seconds)
+    if transport is not None:
         transport.wait_before_retry(seconds)
+    elif not recorders:
+        time.sleep(seconds)

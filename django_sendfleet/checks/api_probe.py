@@ -15,7 +15,7 @@ from django.core.mail import EmailMessage
 from django.db import DatabaseError
 
 from .. import error_table
-from ..api.client import SendFleetClient
+from ..api.client import SendFleetClient, milliseconds_since
 from ..backends import EmailBackend
 from ..exceptions import (
     SendFleetConfigurationError,
@@ -50,12 +50,12 @@ def check_api_accepts_key(mailer: Mailer) -> CheckResult | None:
     try:
         client.attempt({})
     except SendFleetValidationError:
-        ms = _ms_since(started)
+        ms = milliseconds_since(started)
         message = f"key {prefix} authenticated by {url} in {ms} ms (400 to an empty payload)"
         return CheckResult("API", OK, message, data={"status": 400, "ms": ms})
     except SendFleetError as error:
-        return _api_problem(error, prefix, url, _ms_since(started))
-    ms = _ms_since(started)
+        return _api_problem(error, prefix, url, milliseconds_since(started))
+    ms = milliseconds_since(started)
     return CheckResult(
         "API",
         WARNING,
@@ -148,7 +148,3 @@ def _fix_for(error: Exception | None) -> str:
     if isinstance(error, DatabaseError):
         return MIGRATE_FIX
     return SETTINGS_FIX
-
-
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)

@@ -1,25 +1,6 @@
 """Writes that record what already happened, made so the caller's rollback cannot undo them.
 
-An email that SendFleet accepted is sent, whatever the caller's transaction does next. With
-``ATOMIC_REQUESTS``, or in an ``atomic()`` block that later rolls back, the send log row (its
-message id, which delivery events are matched to) and a 422's suppression would vanish with the
-caller's transaction. So ``outside_the_callers_transaction`` runs such a write on a connection
-of its own, in a short-lived thread (Django's connections are per thread), and commits it at
-once.
-
-- PostgreSQL and MySQL: the write commits at once and survives the caller's rollback. It waits
-  at most ``LOCK_TIMEOUT_SECONDS`` for a row lock (the caller's open transaction could hold
-  one, and the caller is waiting for this thread); after a failure it is made in the caller's
-  transaction instead, as before, rather than lost.
-- SQLite: one writer at a time, and the caller's transaction may hold the write lock while it
-  waits for this thread; so the write is made in the caller's transaction: a rollback removes
-  it. ``QueuedEmailBackend`` avoids this (its worker records sends outside any caller).
-- Outside a transaction (autocommit), nothing changes: the write is made in this thread.
-- Inside Django's ``TestCase`` (whose transaction is rolled back after each test), likewise,
-  even in an ``atomic()`` block of the test's own, so tests stay isolated.
-
-The queued backend's outbox is the opposite case: its rows must roll back with the caller's
-transaction, so nothing is sent for it. It does not use this.
+Why: docs/internals.md#db-writes-a-rollback-cannot-undo
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """Forgetting a person: ``manage.py sendfleet_forget`` and the admin's "Forget these people".
+The address stays suppressed; its rows are anonymised, its content and events reduced.
 
-For each address (normalised as the suppression list does; rows are matched as
-``erasure_match`` says), in this order:
-
-1. **It stays suppressed.** Its keyed hash is stored (``forgotten.py``) and its suppression
-   entry, which shows the address, is deleted, in one transaction: from then on no new send
-   to it starts, whether or not it was on the list before.
-2. **Send log rows** are anonymised, not deleted: the recipient becomes ``(forgotten)``, and
-   the subject, error detail, warnings and the content (the row's copy, and its reference to
-   the message's) go. The row keeps its time, mailer, mode, status, error code and message id:
-   the per-day rollups (counts only, no address) and the reputation rates stay what they were,
-   and an event SendFleet posts later still finds its row. A row in the outbox is cancelled:
-   ``pending`` becomes ``rejected`` with ``recipient_suppressed`` (as the worker would find
-   it), never half sent. A row ``sending`` (a worker holds it, the request may be on its way)
-   is left to its worker, looked at again until ``wait`` runs out, and reported as in flight.
-3. **Message content** no other row refers to is deleted (``message_content.release``);
-   content shared with other recipients' rows stays theirs.
-4. **Webhook events** are reduced to their digest (``erasure_events``).
-
-Work is bounded: rows are changed ``batch_size`` per transaction, found through the recipient
-index and then by reading the table in primary key ranges (``erasure_match.pk_ranges``). It can
-be run again: what was erased is not found again, and anything that arrived meanwhile is.
+Why: docs/internals.md#erasure-forgetting-a-person
 """
 
 from __future__ import annotations

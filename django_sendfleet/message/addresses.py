@@ -1,22 +1,6 @@
 """One email address from a header value: exactly one mailbox, sent as Django would send it.
 
-Apps build addresses as ``f"{user.get_full_name()} <{user.email}>"``, so the display name is
-often text an attacker chose. Django's SMTP backend sends to the addr-spec that the ``email``
-package's RFC 5322 parser finds in the *whole* value (``sanitize_address``: one mailbox, nothing
-left over, the domain IDNA-encoded). We send to exactly that address, or refuse the value: a
-display name never chooses the address. ``"attacker@evil.example <ann@example.com>"`` or
-``"Mallory: victim@example.org <mallory@example.com>"`` is refused, not sent to either address.
-
-What is sent is also what the API accepts: an ASCII address of at most 320 characters that
-Django's ``validate_email`` (the API's validator) accepts. A non-ASCII domain is sent in its
-IDNA form (``xn--...``); a non-ASCII local part cannot be sent (SendFleet's SMTP path has no
-SMTPUTF8) and is refused.
-
-Checking a value costs time linear in its length, and little for any value: the length is
-bounded before any parsing; the fast path's regular expression uses only possessive quantifiers,
-so it cannot backtrack; and the email package's parser, whose cost grows with the square of the
-number of words and symbols in a value, only sees values with at most ``MAX_PARTS`` of them
-(bench/bench_addresses.py, docs/benchmarks.md).
+Why: docs/internals.md#message-one-address-per-header-value
 """
 
 from __future__ import annotations
@@ -218,3 +202,9 @@ def with_ascii_domain(address: str) -> str:
         return f"{local_part}@{domain.encode('idna').decode('ascii')}"
     except UnicodeError:
         return address
+
+
+def domain_of(address: str) -> str:
+    """A checked address's domain, in lower case: the sender domain as the batch guard,
+    ``send_forbidden`` and the admin see it."""
+    return address.rpartition("@")[2].lower()

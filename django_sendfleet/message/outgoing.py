@@ -16,7 +16,7 @@ from django.core.mail import EmailMessage
 
 from ..exceptions import SendFleetInvalidMessage
 from . import features
-from .addresses import parse_address
+from .addresses import domain_of, parse_address
 from .plaintext import html_to_text
 from .text_safety import refuse_unsafe_header_text, refuse_unsafe_text
 
@@ -43,7 +43,7 @@ class OutgoingMessage:
 
     @property
     def from_domain(self) -> str:
-        return self.from_email.rpartition("@")[2].lower()
+        return domain_of(self.from_email)
 
 
 def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool) -> OutgoingMessage:

@@ -8,14 +8,8 @@ from .forgotten import ForgottenAddress
 from .log_status import PROBLEM_STATUSES, LogStatus
 from .reputation_level import ReputationLevel
 from .rollups import SendRollup
-from .send_log import (
-    DETAIL_MAX_LENGTH,
-    MessageContent,
-    SendLog,
-    Suppression,
-    WebhookEvent,
-    normalise_email,
-)
+from .send_log import DETAIL_MAX_LENGTH, MessageContent, SendLog, WebhookEvent, normalise_email
+from .suppression import Suppression
 
 __all__ = [
     "DETAIL_MAX_LENGTH",

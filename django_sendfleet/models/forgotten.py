@@ -1,24 +1,6 @@
 """Forgotten addresses: suppressed by a keyed hash once the person's data is erased.
 
-``manage.py sendfleet_forget`` (``erasure.py``) erases what the send log, the message content,
-the webhook events and the suppression list hold about an address, yet the address must stay
-suppressed: a person who asked to be forgotten must not get mail again because their entry
-went. The entry is kept as an HMAC of the normalised address (``normalise_email``) whose key
-is derived from ``settings.SECRET_KEY`` (``salted_hmac``, with a salt of its own):
-
-- a plain SHA-256 of an address would be reversed by hashing candidate addresses (a customer
-  list, a leaked list) at millions a second; a keyed hash cannot be tested without the key,
-  which lives in the settings, not in the database or its backups;
-- the salt makes the derived key this table's alone: the digests tell nothing about
-  ``SECRET_KEY`` and are no signature anything else in Django would accept.
-
-When ``SECRET_KEY`` is rotated, the old key goes to ``SECRET_KEY_FALLBACKS``: lookups compute
-an address's digest under the key and under each fallback, and an entry found under a
-fallback gets its digest under the current key then. ``key_id`` says which key made an entry,
-so that entries under a key no longer configured (no longer recognised) can be counted.
-
-This module knows nothing of the other models (``models.py`` imports the model from here): its
-callers pass addresses already normalised.
+Why: docs/internals.md#models-forgotten-addresses
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from .. import outcome
 
 
 class LogStatus(models.TextChoices):
+    """Where a send log row stands: written, sent, accepted, then what delivery events said."""
+
     PENDING = "pending", "pending"  # written, not yet sent (queued sending)
     SENDING = "sending", "sending"  # claimed by a worker under a lease
     QUEUED = "queued", "queued"  # accepted by SendFleet

@@ -1,18 +1,7 @@
 """Per-day rollups of the send log: how many rows each (day, mailer, mode, status, error code)
 has, kept current in the transaction of every change to the log.
 
-The dashboard and the reputation rates read these few hundred rows instead of aggregating
-millions. Every write to ``SendLog`` through the ORM keeps them exact: ``SendLog.objects`` is a
-``SendLogQuerySet`` (``bulk_create``, ``update`` and ``delete`` count what they change) and
-``SendLog.save()``/``.delete()`` go through ``saving``/``deleting``. A row changing status is -1
-on its old key and +1 on its new one; the counts move by upsert (``INSERT ... ON CONFLICT DO
-UPDATE SET sends = sends + excluded.sends``), in the changing transaction: a write's keys in one
-statement, in one order, so that no two such statements wait for each other crosswise. Raw SQL
-bypasses all this: ``manage.py sendfleet_rollups --rebuild`` recounts from the log
-(``rollup_rebuild.py``).
-
-A row's day is the date of its ``created_at`` in ``settings.TIME_ZONE``, whatever time zone a
-request has activated.
+Why: docs/internals.md#models-per-day-rollups
 """
 
 from __future__ import annotations
@@ -47,9 +36,27 @@ class Key(NamedTuple):
     error_code: str
 
 
+class SendRollupManager(models.Manager["SendRollup"]):
+    """Reading the rollups: ``SendRollup.objects.totals(...)``, ``SendRollup.objects.today()``."""
+
+    def totals(
+        self, first_day: datetime.date, last_day: datetime.date, by: Sequence[str]
+    ) -> dict[tuple[Any, ...], int]:
+        """Rows created from ``first_day`` to ``last_day`` (both included), summed per ``by``
+        (any of ``day``, ``mailer``, ``mode``, ``status``, ``error_code``), on this manager's
+        database. Keys with no rows are left out."""
+        return totals(first_day, last_day, by, using=self.db)
+
+    def today(self) -> datetime.date:
+        """Today's day as the rollups count days: in ``settings.TIME_ZONE``."""
+        return today()
+
+
 class SendRollup(models.Model):
     """How many send log rows were created on ``day`` and now have this mailer, mode, status
     and error code."""
+
+    objects = SendRollupManager()
 
     day = models.DateField(help_text="The rows' creation date in settings.TIME_ZONE.")
     mailer = models.CharField(max_length=100, blank=True)

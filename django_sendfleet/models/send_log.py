@@ -1,4 +1,4 @@
-"""The send log (one row per recipient send) and the local mirror of the suppression list."""
+"""The send log: one row per recipient send, its content, and the webhook events about it."""
 
 from __future__ import annotations
 
@@ -159,37 +159,6 @@ class SendLog(models.Model):
             text=self.text_body,
             html=self.html_body,
         )
-
-
-class Suppression(models.Model):
-    """An address never to send to again; checked before every send."""
-
-    class Reason(models.TextChoices):
-        HARD_BOUNCE = "hard_bounce", "hard bounce"
-        COMPLAINT = "complaint", "complaint"
-        API_REJECTED = "api_rejected", "rejected by SendFleet (422)"
-        MANUAL = "manual", "added by hand"
-
-    email = models.CharField(
-        max_length=MAX_ADDRESS_LENGTH, unique=True, help_text="Stored in lower case."
-    )
-    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
-    source = models.CharField(max_length=32, blank=True, help_text="api, webhook, admin...")
-    created_at = models.DateTimeField(default=timezone.now)
-    last_seen_at = models.DateTimeField(default=timezone.now)
-    hits = models.PositiveIntegerField(default=0, help_text="Sends stopped by this entry.")
-    note = models.TextField(blank=True)
-    message_id = models.CharField(max_length=100, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.email
-
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.email = normalise_email(self.email)
-        super().save(*args, **kwargs)
 
 
 class WebhookEvent(models.Model):

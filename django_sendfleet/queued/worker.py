@@ -1,19 +1,6 @@
 """The worker side of queued sending: claim outbox rows, send them, record what happened.
 
-Rows are written by ``QueuedEmailBackend`` (``outbox.py``) with status ``pending``. The task
-(``tasks.py``) hands their ids to ``send_rows``, which claims each row with
-``select_for_update(skip_locked=True)`` and a conditional update that gives it a unique claim
-token and a lease, so no two workers ever send the same row. Before each of its rows, a task
-of lower priority first claims the due rows of higher priority (``priority.py``), whichever
-task they belong to: a password reset never waits for a newsletter's task to end, whatever
-order the task engine runs tasks in. A worker killed mid-send leaves a
-row ``sending`` whose lease expires: ``sendfleet_requeue`` marks it ``unknown`` and never
-resends it.
-
-Each row is sent by the same code as the synchronous backend (``sending.py``) with the
-``Reschedule`` retry policy: a retryable failure puts the row back to ``pending`` with
-``not_before`` and the row's ``attempts`` carries the count across runs; quota exhaustion holds
-rows until the quota resets, and the reputation guard holds a bulk mailer's rows.
+Why: docs/internals.md#queued-claiming-and-sending-outbox-rows
 """
 
 from __future__ import annotations
@@ -34,6 +21,7 @@ from ..api.client import SendFleetClient
 from ..conf import SendFleetSettings, mailer_options
 from ..conf.mailers import QUEUED_BACKEND, backend_class
 from ..message import payloads
+from ..message.addresses import domain_of
 from ..message.payloads import Content, message_from_payload
 from ..message.priority import PRIORITIES, RANKS, name_of
 from ..models import MessageContent, SendLog
@@ -48,7 +36,6 @@ from ..sending.recipient import (
     Deferred,
     RecipientSender,
     SuppressionCheck,
-    domain_of,
     finish_recipient,
 )
 from ..sending.retry import Reschedule

@@ -1,33 +1,7 @@
-"""SENDFLEET["RATE_LIMIT"], held by every process and machine that sends with one API key.
+"""SENDFLEET["RATE_LIMIT"], held by every process and machine that sends with one API key:
+one sliding log per key in a Django cache, shared by transactional and bulk sends.
 
-SendFleet throttles each key with a sliding log (DRF's throttle): no more than N requests in
-any W seconds, refused requests not counted. The limiter keeps the same log in a Django cache,
-and two priorities share it (the rules are in ``slot_schedule``):
-
-- ``"high"`` (transactional, the default) takes any free slot at once: an idle sender's burst
-  of up to N goes out together, and only the excess waits.
-- ``"low"`` (bulk) is paced, one slot per W / N at most, and leaves the next free slot to any
-  high-priority sender waiting for one. A newsletter's drain then frees a slot about every
-  W / N, so a transactional send waits about one interval, not a window.
-
-A slot's entry is moved to the time its request was answered (``take``, then ``answered``):
-SendFleet counts the request from its arrival, which a loaded machine or a pause can delay by
-more than the margin; from the answer, the next slot in its place is never early.
-
-Where the shared state lives:
-
-- Django's ``RedisCache``: one Lua script per request (trim, count, add or answer the wait),
-  atomic on the server and timed by the Redis server's clock, so machines with skewed clocks
-  agree. Each call ends within what is left of the send's wait (``bounded_redis``).
-- Any other cache: the same state under a short lock taken with ``cache.add``; atomic as far
-  as the backend's ``add`` is.
-- ``DummyCache``, which stores nothing: the state in this process's memory.
-
-LocMemCache and DummyCache are per process: ``is_shared()`` says so, for the system check.
-
-A cache that fails (down, or too slow to answer in time) lets sends through without waiting,
-and this process then leaves it alone for a while (``shared_cache``), so an outage costs one
-bounded wait and one warning, not one per send.
+Why: docs/internals.md#ratelimit-one-log-for-every-sender
 """
 
 from __future__ import annotations

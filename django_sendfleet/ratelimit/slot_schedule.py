@@ -1,31 +1,7 @@
-"""Who gets the next request of the key's rate limit: the rules ``ratelimit.py`` applies.
+"""Who gets the next request of the key's rate limit: the rules ``limiter.py`` applies, in
+Python (``decide``) and on Redis (``SLOT_SCRIPT``).
 
-Three rules, on state every sender of the key shares:
-
-- **The sliding log** (SendFleet's own throttle): no more than ``limit`` admissions in any
-  ``window``, whatever their priority. A free slot is the log having fewer than ``limit``
-  entries younger than ``window``.
-- **Bulk is paced.** Low-priority admissions are at least one ``interval`` (``window / limit``)
-  apart, as in a leaky bucket: a newsletter never takes the window's slots in one burst, so
-  under saturation the next slot to free up is never more than about one interval away.
-- **Bulk yields to waiting transactional senders.** A high-priority sender refused for want of a
-  slot says it waits (``waiting``: its id, until when) when it means to ask again; while one
-  waits, low-priority senders leave it the next free slot. Its word lasts until the slot it was
-  told of plus ``grace``, so a sender that died or gave up holds bulk back by at most that.
-
-High priority takes any free slot at once (an idle key's burst of up to ``limit`` goes out
-together, as before); it never waits for bulk's pacing.
-
-An admission is where the log counts its request from, and SendFleet counts it from the
-request's arrival, a moment later: how much later varies (a loaded machine, a pause between
-the slot and the send). Once the request is answered, ``answered`` moves its entry to the
-answer's time, at or after the arrival, so a slot that replaces it in the window is never
-given before SendFleet's window has let it go, however late it arrived.
-
-``decide`` applies the rules in Python on a ``SlotState`` (the generic cache, the in-process log,
-and tests with a fake clock); ``SLOT_SCRIPT`` applies the same rules on Redis, atomically, in
-microseconds. Every time is a reading of one clock shared by all the key's senders, in any unit
-so long as all are in the same one.
+Why: docs/internals.md#ratelimit-who-gets-the-next-slot
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """Bounce and complaint rates over the last 7 days, per account mode and per mailer.
 
-SendFleet judges a Shared SES account on its rolling 7-day bounce and complaint rates (AWS SES
-judges a BYOC account the same way). The rates here are read from the send log's per-day
-rollups (``rollups.py``): one query of a few hundred rows however big the log is, never a scan
-of the log. The window is day-granular: the 7 days ending today, in ``settings.TIME_ZONE``, as
-the rollups count them (so between 6 and 7 full days of sends). A row counts on the day it was
-sent, where its status is now: a send that bounced the next day is a bounce of its send day.
-
-- **sends**: rows SendFleet accepted (``queued``, ``delivered``, ``bounced``, ``complained``,
-  and ``failed`` by an ``email.failed`` event). Refused, suppressed, held and ``unknown`` rows
-  are not sends.
-- **hard bounces**: ``bounced`` rows, except soft bounces (error code ``soft_bounce``).
-- **complaints**: ``complained`` rows.
-
-A rate is unknown, not zero, where no event can inform it: BYOC accounts get no webhooks from
-SendFleet, and without ``WEBHOOK_SECRET`` every event is refused. Levels: ``reputation_levels``.
+Why: docs/internals.md#reputation-the-7-day-rates
 """
 
 from __future__ import annotations

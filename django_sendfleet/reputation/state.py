@@ -1,16 +1,6 @@
 """The reputation levels as every process sees them: stored, changed once, and announced.
 
-Each process computes the rates (``reputation.py``) at most every ``REFRESH_SECONDS``, when
-it next sends (or when an operator looks: the dashboard, ``sendfleet_check``), and compares
-the levels with the ones stored in ``ReputationLevel``, one row per account mode and per mailer
-in it. A level that differs is changed with a conditional ``UPDATE ... WHERE level = <the
-level this process read>``: of several processes that see the same change, exactly one updates
-the row, and only that one sends ``reputation_changed`` and logs it. The stored level is read
-before the rollups, so a process whose figures are older than the stored level's cannot undo
-it.
-
-An operator who releases held sends (the admin dashboard) marks the current danger of each
-account mode as released: bulk mailers then send until the level changes again.
+Why: docs/internals.md#reputation-levels-stored-changed-once-announced
 """
 
 from __future__ import annotations

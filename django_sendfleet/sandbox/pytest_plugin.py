@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ..api import transports
 from . import InProcessSandbox, Sandbox
 from .base import BaseSandbox
 from .plans import DEFAULT_PLAN
@@ -154,3 +155,11 @@ def sendfleet_backend(settings: Any, sendfleet_sandbox: BaseSandbox) -> dict[str
     ).items():
         setattr(settings, name, value)
     return settings.SENDFLEET
+
+
+@pytest.fixture
+def sendfleet_retry_waits() -> Iterator[list[float]]:
+    """The seconds the backend would have slept before each retry in this test's process,
+    recorded instead of slept, whatever the API URL (a sandbox also records its own)."""
+    with transports.recording_waits() as waits:
+        yield waits

@@ -33,7 +33,14 @@ from .plans import DEFAULT_PLAN, get_plan
 from .project import BACKEND, backend_settings
 from .project import sender_domains as project_sender_domains
 
-__all__ = ["BACKEND", "backend_settings", "make_sandbox", "sandbox_for_test"]
+__all__ = [
+    "BACKEND",
+    "backend_settings",
+    "make_sandbox",
+    "reset_process_state",
+    "sandbox_for_test",
+    "use_sendfleet_sandbox",
+]
 
 _C = TypeVar("_C", bound=Callable[..., Any])
 #: A sender domain's state by name, or names (verified).

@@ -13,7 +13,6 @@ from .. import signals
 from ..db.durable import outside_the_callers_transaction
 from ..exceptions import SendFleetError, SendFleetForbidden, SendFleetRecipientSuppressed
 from ..models import Suppression
-from ..records.suppressions import suppress
 
 if TYPE_CHECKING:
     from django.core.mail import EmailMessage
@@ -32,7 +31,9 @@ def handle_failure(
         if source == "api":
             # Recorded so that the caller's rollback cannot undo it: SendFleet already knows.
             outside_the_callers_transaction(
-                lambda: suppress(recipient, Suppression.Reason.API_REJECTED, source="api")
+                lambda: Suppression.objects.suppress(
+                    recipient, Suppression.Reason.API_REJECTED, source="api"
+                )
             )
         signals.recipient_suppressed.send_robust(
             sender,

@@ -30,9 +30,8 @@ from ..exceptions import (
 )
 from ..message.addresses import parse_address
 from ..message.priority import HIGH
-from ..models import normalise_email
+from ..models import Suppression, normalise_email
 from ..outcome import QUEUED, REJECTED, RecipientStatus
-from ..records.suppressions import count_stopped_sends, suppressed_among
 from ..reputation import guard as reputation_guard
 from .batch import BatchGuard
 from .failures import handle_failure
@@ -85,7 +84,7 @@ class SuppressionCheck:
         wanted = {self._normalise(address) for address in addresses} - self._asked
         if wanted:
             self._asked |= wanted
-            self._suppressed |= suppressed_among(wanted)
+            self._suppressed |= Suppression.objects.suppressed_among(wanted)
 
     def learn(self, address: str) -> None:
         self._suppressed.add(self._normalise(address))
@@ -111,7 +110,7 @@ class SuppressionCheck:
     def count_stopped(self) -> None:
         """Record on the list's entries that they stopped these sends; one query."""
         if self._stopped:
-            count_stopped_sends(self._stopped)
+            Suppression.objects.count_stopped_sends(self._stopped)
             self._stopped = []
 
 
@@ -288,7 +287,7 @@ class RecipientSender:
             error=error,
             attempts=attempts,
             esp_response=error.response,
-            duration_ms=_milliseconds_since(started),
+            duration_ms=client_module.milliseconds_since(started),
         )
         logger.warning(
             "SendFleet send to %s %s after %d attempt(s): %s",
@@ -334,11 +333,6 @@ def recipient_addresses(messages: Iterable[EmailMessage]) -> list[str]:
     return addresses
 
 
-def domain_of(address: str) -> str:
-    """The sender domain as the batch guard and ``send_forbidden`` see it: lower case."""
-    return address.rpartition("@")[2].lower()
-
-
 def _queued(recipient: str, accepted: Accepted, attempts: int, started: float) -> RecipientStatus:
     logger.info(
         "SendFleet send to %s queued: message_id=%s mode=%s attempts=%d",
@@ -354,9 +348,5 @@ def _queued(recipient: str, accepted: Accepted, attempts: int, started: float) -
         mode=accepted.mode,
         warnings=accepted.warnings,
         esp_response=accepted.response,
-        duration_ms=_milliseconds_since(started),
+        duration_ms=client_module.milliseconds_since(started),
     )
-
-
-def _milliseconds_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)

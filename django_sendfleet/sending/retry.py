@@ -1,18 +1,6 @@
 """When a failed attempt is tried again: the one thing the web backend and the worker do apart.
 
-Both read the same error table (``error_table.retry_wait``); they differ in what they do with
-the wait it prescribes:
-
-- ``WaitInProcess`` (``EmailBackend``): the caller is a web request or a script waiting for
-  ``send_mail`` to return, so it sleeps and retries, as long as the total wait stays within
-  ``MAX_RETRY_WAIT``; past that it gives up and the error is the recipient's outcome.
-- ``Reschedule`` (the queued worker): it never sleeps for a retry. The row goes back to the
-  outbox until the retry is due and a deferred task sends it then; quota exhaustion holds the
-  row until the quota resets, and the reputation guard holds a bulk mailer's rows.
-
-Both may wait for a slot of the shared rate limiter up to ``MAX_RETRY_WAIT``: the limiter knows
-when its next slot frees, so a short sleep there is cheaper and fairer than a round trip
-through the task queue. Past that, the web request gives up and the worker reschedules.
+Why: docs/internals.md#sending-waiting-or-rescheduling-a-retry
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from ..exceptions import SendFleetSoftBounce
 from ..models import SendLog, Suppression, WebhookEvent
 from ..models.forgotten import FORGOTTEN
 from ..models.log_status import LogStatus, delivery_rank, statuses_an_event_may_replace
-from ..records.suppressions import suppress_many
 from ..tracking import TrackingEvent, normalise, raw_event_type
 from .body import parse_body, unescape_body
 from .unknown_sends import claim_unknown_send
@@ -132,7 +131,7 @@ def write_batch(batch: Batch) -> list[Applied]:
         item.stored.detail = ""
         unsaved.append(item.stored)
     _update_rows(changes, now)
-    suppress_many(suppressions, source="webhook")
+    Suppression.objects.suppress_many(suppressions, source="webhook")
     _save(unsaved, filled_in)
     # About a forgotten address: body and address go (erasure).
     reduce_late_events((item.stored, item.event.recipient) for item in applied)

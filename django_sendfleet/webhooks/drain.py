@@ -1,21 +1,6 @@
 """After the webhook's answer: applying the events just stored, many per transaction.
 
-The webhook view stores each event and answers at once; ``after_answer`` runs once the answer
-is sent (``webhooks.AnswerThenProcess``). Each process applies the events it stored itself,
-kept in memory with what applying needs, so that processes never read, parse and try to claim
-the same events (on SQLite each try takes the write lock the answers wait for). One thread
-per process applies at a time, in one transaction per batch (``event_apply``), a few
-statements for the whole batch. A thread that answers meanwhile leaves its event to that
-thread, which looks again before it stops: under a burst the other threads only store and
-answer, and each batch gathers the events that came while the last was applied. Then, now and
-then, events due for a retry (``events.retry_due_events``) and unknown sends whose events
-came first.
-
-Events a process stored and never applied (it died, or the server never ran ``after_answer``)
-stay ``pending``: the retries take them once ``PROCESSING_LEASE`` has passed, and
-``sendfleet_retry_events`` at once. A batch that fails is processed again one event at a time
-(``events.process_event``), so only an event that fails by itself is marked ``failed`` and
-retried.
+Why: docs/internals.md#webhooks-applying-after-the-answer
 """
 
 from __future__ import annotations

@@ -1,18 +1,7 @@
-"""Delivery events from SendFleet's webhook, once stored (``event_store.py``): applied to the
-send log and the suppression list, then told to ``tracking`` receivers.
+"""Delivery events from SendFleet's webhook, once stored: applied to the send log and the
+suppression list, then told to ``tracking`` receivers; failed ones retried.
 
-The webhook view answers as soon as the event is stored; ``event_drain`` applies the events
-once the answer is sent, many per transaction, and retries events whose processing failed.
-``process_event`` applies one event on its own (a retry). A processing attempt is claimed
-(compare-and-set on ``attempts``) in the transaction that applies the event, so two processes
-never apply one attempt twice. A failed attempt leaves the
-event ``failed`` with ``next_attempt_at`` further off after each failure (2 s doubling, at most
-an hour); the retries of later events and ``manage.py sendfleet_retry_events`` take it up, so
-no event stays failed for good. Receivers are told once the event is applied: at most once
-(a process that dies between the two leaves them untold).
-
-The send path calls ``apply_waiting_events`` for events that arrived before their send was
-recorded.
+Why: docs/internals.md#webhooks-applying-an-event-and-its-retries
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Storing a verified webhook body: every one is kept, and committed before it is acknowledged.
 
-SendFleet posts each event once and never retries, so a body whose signature checks out is
-never answered with an error because of what it holds. What is stored says what happens next:
-
-- ``pending``: an event to apply (``events.py``);
-- ``unprocessable``: nothing to act on: not a JSON object, no ``event_type`` in the signed body
-  (the unsigned ``X-SendFleet-Event`` header does not count), or a message id or recipient no
-  send can have (NUL, a lone surrogate, longer than its column). Kept as received for review;
-- ``too_old``: signed longer ago than ``WEBHOOK_MAX_AGE``: SendFleet posts events as they
-  happen, so an old one is a replay, and applying it again (a complaint whose suppression was
-  lifted since) would be wrong. Not applied.
-
-A body that cannot be stored as JSON is kept as text (``webhook_body``).
+Why: docs/internals.md#webhooks-storing-every-verified-body
 """
 
 from __future__ import annotations

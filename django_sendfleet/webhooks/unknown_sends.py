@@ -1,19 +1,6 @@
 """Webhook events that resolve an ``unknown`` send.
 
-A send that timed out or lost its connection is logged ``unknown`` with no message id: SendFleet
-may or may not have it. An event names a message id; when no row has that id, the event may be
-about such a send, and then it is the only way to learn what became of it. It resolves a row
-only when nothing else can be meant: the event names its recipient and its sender, exactly one
-``unknown`` row of the last ``UNKNOWN_SEND_WINDOW`` without a message id has both (compared
-case-insensitively), and no event of that window for another message id no row has names the
-same pair. The row then records the message id, and its events apply to it as to any row.
-Anything ambiguous (two unknown rows, two unlogged message ids, an event without a sender) is
-left alone: a wrongly resolved row would say "sent" about an email that may never have left.
-
-Events usually arrive before their ``unknown`` row is written (it is written when the request
-gives up, after the timeout), so both sides look: an event for an unlogged id looks for its
-row (``claim_unknown_send``), and ``resolve_unknown_sends`` looks for the events of rows
-written since.
+Why: docs/internals.md#webhooks-resolving-unknown-sends
 """
 
 from __future__ import annotations

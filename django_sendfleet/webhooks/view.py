@@ -65,6 +65,7 @@ def verify_signature(
 @require_POST
 @sensitive_variables("secrets")  # with DEBUG off; with it on, they show as Secret('****')
 def webhook_view(request: HttpRequest) -> HttpResponse:
+    """SendFleet's delivery events: verified, stored and committed before the 200, then applied."""
     settings = SendFleetSettings()
     secrets = settings.webhook_secrets  # Secrets: revealed only into the HMAC (sign)
     if not secrets:
