@@ -58,6 +58,7 @@ def main() -> int:
     from django.core.mail import EmailMessage
 
     from django_sendfleet.backends import EmailBackend
+    from django_sendfleet.backends.dispositions import SendNow
     from django_sendfleet.models import rollups
     from django_sendfleet.models.rollups import SendRollup
     from django_sendfleet.reputation import state as reputation_state
@@ -82,11 +83,13 @@ def main() -> int:
     )
     assert reputation_state.check_now().snapshot.accounts["shared"].level == "healthy"
 
+    class SendNowUnguarded(SendNow):
+        def start(self, suppressions):  # type: ignore[no-untyped-def]
+            super().start(suppressions)
+            self.sender.reputation = None  # as before the guard existed
+
     class GuardOff(EmailBackend):
-        def _recipient_sender(self, suppressions):  # type: ignore[no-untyped-def]
-            sender = super()._recipient_sender(suppressions)
-            sender.reputation = None  # as before the guard existed
-            return sender
+        disposition_class = SendNowUnguarded
 
     class Transactional(EmailBackend):
         """The guard on, mailer not bulk: it keeps the figures current, never holds."""

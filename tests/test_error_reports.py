@@ -40,7 +40,7 @@ from django.utils.datastructures import MultiValueDict
 from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from django_sendfleet import backends
+from django_sendfleet.backends import base as backends
 from django_sendfleet.credentials.secret import REDACTED
 from django_sendfleet.exceptions import (
     SendFleetAuthenticationError,

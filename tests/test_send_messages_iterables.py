@@ -7,8 +7,8 @@ must not consume it before the send loop (issue 19, item 1: it once sent nothing
 import pytest
 from django.core.mail import EmailMessage
 
-from django_sendfleet import backends
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
+from django_sendfleet.backends import base as backends
 from django_sendfleet.models import SendLog, Suppression
 from django_sendfleet.models.suppression import SuppressionManager
 from django_sendfleet.sandbox import SUPPRESSED_EMAIL

@@ -8,13 +8,15 @@ header values (``text_safety``), a blank body, and features the API has no field
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.mail import EmailMessage
 
-from ..exceptions import SendFleetInvalidMessage
+from ..exceptions import SendFleetError, SendFleetInvalidMessage
 from . import features
 from .addresses import domain_of, parse_address
 from .plaintext import html_to_text
@@ -46,12 +48,37 @@ class OutgoingMessage:
         return domain_of(self.from_email)
 
 
-def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool) -> OutgoingMessage:
+#: Recipient values already parsed in a batch: (field, value) -> the address as it is sent.
+ParsedRecipients = dict[tuple[str, str], str]
+
+_RECIPIENT_FIELDS = ("to", "cc", "bcc")
+
+
+def parse_recipients(messages: Iterable[EmailMessage]) -> ParsedRecipients:
+    """The recipients of these messages that parse, each parsed once for the whole batch: their
+    addresses make the batch's one suppression query, and ``prepare_message`` takes them from
+    here. A value that does not parse is left out, and refused with its reason later."""
+    parsed: ParsedRecipients = {}
+    for message in messages:
+        for field in _RECIPIENT_FIELDS:
+            for value in getattr(message, field):
+                if value and isinstance(value, str) and (field, value) not in parsed:
+                    with contextlib.suppress(SendFleetError):
+                        parsed[field, value] = parse_address(value, field).addr_spec
+    return parsed
+
+
+def prepare_message(
+    message: EmailMessage,
+    *,
+    ignore_unsupported_features: bool,
+    parsed: ParsedRecipients | None = None,
+) -> OutgoingMessage:
     """Check a Django message against the API and turn it into an ``OutgoingMessage``.
 
     Raises ``SendFleetInvalidMessage`` (``SendFleetInvalidAddress`` for an address, a recipient's
     included) or ``SendFleetUnsupportedFeature``; no request is made for a message that fails
-    here.
+    here. ``parsed``: recipients the batch parsed already (``parse_recipients``).
     """
     dropped = features.check_unsupported_features(
         message, ignore_unsupported_features=ignore_unsupported_features
@@ -63,7 +90,7 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
     reply_to_values = features.reply_to_values(message)
     reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
     # Addresses before bodies, as Django's SMTP backend checks them before building the message.
-    recipients = _recipients(message)
+    recipients = _recipients(message, parsed or {})
 
     html = None
     html_alternatives = [
@@ -98,7 +125,7 @@ def prepare_message(message: EmailMessage, *, ignore_unsupported_features: bool)
     )
 
 
-def _recipients(message: EmailMessage) -> tuple[str, ...]:
+def _recipients(message: EmailMessage, parsed: ParsedRecipients) -> tuple[str, ...]:
     """Every recipient's address as sent, without case-insensitive duplicates.
 
     One address that cannot be sent refuses the whole message (``SendFleetInvalidAddress``,
@@ -107,11 +134,12 @@ def _recipients(message: EmailMessage) -> tuple[str, ...]:
     """
     seen: set[str] = set()
     valid: list[str] = []
-    for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
-        for value in values:
+    for field in _RECIPIENT_FIELDS:
+        for value in getattr(message, field):
             if not value:
                 continue  # as EmailMessage.recipients() does
-            address = parse_address(value, field).addr_spec
+            known = parsed.get((field, value)) if isinstance(value, str) else None
+            address = known or parse_address(value, field).addr_spec
             if address.lower() not in seen:
                 seen.add(address.lower())
                 valid.append(address)

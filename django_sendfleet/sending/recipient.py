@@ -10,7 +10,6 @@ the send back to the outbox. What follows a finished send is shared too: the log
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -28,7 +27,6 @@ from ..exceptions import (
     SendFleetRecipientSuppressed,
     SendFleetReputationHold,
 )
-from ..message.addresses import parse_address
 from ..message.priority import HIGH
 from ..models import Suppression, normalise_email
 from ..outcome import QUEUED, REJECTED, RecipientStatus
@@ -316,21 +314,6 @@ def finish_recipient(
     if isinstance(error, SendFleetRecipientSuppressed) and suppressions is not None:
         suppressions.learn(recipient)
     handle_failure(backend_class, mailer, message, recipient, error, from_domain)
-
-
-def recipient_addresses(messages: Iterable[EmailMessage]) -> list[str]:
-    """The addresses these messages would be sent to, as far as they parse: for one query.
-
-    A recipient that does not parse is refused later with its reason; here it is left out.
-    """
-    addresses = []
-    for message in messages:
-        for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)):
-            for value in values:
-                if value:
-                    with contextlib.suppress(SendFleetError):
-                        addresses.append(parse_address(value, field).addr_spec)
-    return addresses
 
 
 def _queued(recipient: str, accepted: Accepted, attempts: int, started: float) -> RecipientStatus:
