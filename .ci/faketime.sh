@@ -6,6 +6,10 @@
 #   2. from 00:30 UTC today: "an hour ago" is yesterday, a day boundary is 30 minutes back.
 # Each clock starts there and runs on; the processes a test starts (workers, manage.py) share
 # it. SQLite, as the Quick start. Arguments replace the selection (e.g. one test file).
+#   FAKETIME_VENV   the virtualenv to run (default: the Quick start's .venv; .ci/run gives
+#                   one of its own, so that these runs need not wait for the Quick start)
+#   FAKETIME_CLOCK  "ahead" or "midnight": that run only (.ci/run runs each in a lane)
+# HYPOTHESIS_PROFILE passes through (tests/conftest.py; .ci/run sets "ci").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,9 +35,10 @@ SELECTION=(tests "${CLOCK_FREE[@]/#/--ignore=}")
 
 RUN_DIR=$(mktemp -d /tmp/sendfleet-faketime.XXXXXX)
 # time.sleep under libfaketime 0.9.10 with a real monotonic clock: see .ci/faketime_sleep.py.
-# A .pth file loads it into each Python process of .venv that has SENDFLEET_FAKETIME_SLEEP set
+# A .pth file loads it into each Python process of the virtualenv that has SENDFLEET_FAKETIME_SLEEP set
 # (a test may give a child its own PYTHONPATH, not strip the variables it inherits).
-SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+VENV=${FAKETIME_VENV:-.venv}
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 PTH="$SITE/_sendfleet_ci_faketime_sleep_$$.pth"  # this run's: another may run beside it
 cat >"$PTH" <<'PTH'
 import os; p = os.environ.get("SENDFLEET_FAKETIME_SLEEP"); p and exec(compile(open(p).read(), p, "exec"), {"__name__": "faketime_sleep"})
@@ -58,10 +63,12 @@ run_from() {  # run_from "<UTC date> <time>"
   env TZ=UTC PATH="$RUN_DIR:$PATH" LD_PRELOAD="$LIBFAKETIME" FAKETIME="@$1" \
     FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_FORCE_MONOTONIC_FIX=0 \
     SENDFLEET_FAKETIME_SLEEP="$PWD/.ci/faketime_sleep.py" \
-    .venv/bin/pytest -q -p no:cacheprovider "${SELECTION[@]}" || status=$?
+    "$VENV/bin/pytest" -q -p no:cacheprovider "${SELECTION[@]}" || status=$?
   echo "== $1 UTC: pytest exit $status, $((SECONDS - started)) s"
   [ "$status" -eq 0 ] || failed=1
 }
-run_from "$(date -u -d '+400 days' +%F) 12:00:00"
-run_from "$(date -u +%F) 00:30:00"
+CLOCK=${FAKETIME_CLOCK:-}
+case "$CLOCK" in "" | ahead | midnight) ;; *) echo "FAKETIME_CLOCK: ahead or midnight" >&2; exit 2 ;; esac
+[ -z "$CLOCK" ] || [ "$CLOCK" = ahead ] && run_from "$(date -u -d '+400 days' +%F) 12:00:00"
+[ -z "$CLOCK" ] || [ "$CLOCK" = midnight ] && run_from "$(date -u +%F) 00:30:00"
 exit "$failed"

@@ -1,15 +1,39 @@
 """The Django/Python/database matrix, run by .ci/run: ``nox -f .ci/noxfile.py``.
 
 PostgreSQL sessions need ``POSTGRES_URL`` (``.ci/services.sh`` starts a server and sets it).
+Virtualenvs are made and filled by uv (``pip install uv``; ``.ci/run`` does).
+
+Which tests a cell runs. A cell leaves out a test only where the test's result cannot change
+on the axis that cell adds; no test leaves every cell of an axis it depends on (Django 5.2,
+6.0, 6.1; Python 3.11, 3.12, 3.13; SQLite, PostgreSQL; the real clock and libfaketime's):
+
+- The README's test command (``.ci/run``'s Quick start: Django 6.1, Python 3.13, SQLite) runs
+  every test, Hypothesis at its full counts (profile ``full``).
+- ``tests(django5.2-sqlite)`` and ``tests(django6.0-sqlite)`` run every test: they are the
+  only cells of Django 5.2 with Python 3.11 on SQLite, and of Django 6.0 and Python 3.12.
+- The PostgreSQL cells add one axis, the database, to a cell that runs everything
+  (``django5.2-postgres`` to ``django5.2-sqlite``, ``django6.1-postgres`` to the Quick
+  start), so they run the tests tagged ``db`` (``-m db``): the tests that use the test
+  database (tests/conftest.py tags them from pytest-django's mark and fixtures: pytest-django
+  refuses the database to every other test), and by hand the modules whose tests read the
+  database's settings without opening it (the system checks: the SQLite check looks at the
+  engine). A test that starts processes without ``db`` gives them a database of its own
+  (SQLite, in the project it builds) or none: PostgreSQL cannot change its result.
+- The libfaketime runs (.ci/faketime.sh) add the clock to the Quick start's cell: every test
+  file but those that never read the clock (its CLOCK_FREE list).
+- Cells other than the Quick start run Hypothesis with the ``ci`` profile (a tenth of the
+  examples, fresh ones each run; tests/conftest.py), set by ``.ci/run``.
 """
 
 import os
+import time
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent.parent
-nox.options.default_venv_backend = "venv"
+# uv: a cell's virtualenv in about 5 s instead of pip's 60 (the README's Quick start keeps pip).
+nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 
 # (Python, Django, database): every supported Django on SQLite; the oldest and newest on
@@ -23,6 +47,12 @@ MATRIX = [
 ]
 
 
+def _timed(session: nox.Session, *args: str, **kwargs) -> None:
+    started = time.monotonic()
+    session.run(*args, **kwargs)
+    session.log(f"{' '.join(args[:2])}: {time.monotonic() - started:.0f} s")
+
+
 @nox.session
 @nox.parametrize(
     ("python", "django", "database"), MATRIX, ids=[f"django{d}-{db}" for _, d, db in MATRIX]
@@ -33,10 +63,12 @@ def tests(session: nox.Session, django: str, database: str) -> None:
     extras = "test,postgres,engines" if database == "postgres" else "test"
     session.install("-q", "-e", f".[{extras}]", f"django~={django}.0")
     env = {}
+    selection: list[str] = []
     if database == "postgres":
         env["DATABASE_URL"] = os.environ["POSTGRES_URL"]
+        selection = ["-m", "db"]  # the rule: this module's docstring
     session.run("python", "-c", "import django; print('Django', django.get_version())")
-    session.run("pytest", "-q", *session.posargs, env=env)
+    _timed(session, "pytest", "-q", "-p", "no:cacheprovider", *selection, *session.posargs, env=env)
 
 
 @nox.session(python="3.13")
@@ -46,7 +78,15 @@ def limiter_redis5(session: nox.Session) -> None:
     session.chdir(ROOT)
     session.install("-q", "-e", ".[test]", "redis==5.0.*")
     session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
-    session.run("pytest", "-q", "tests/test_ratelimit.py", *session.posargs)
+    _timed(
+        session,
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_ratelimit.py",
+        *session.posargs,
+    )
 
 
 # Django's own email-backend tests (tests/mail/ of the installed Django's sdist, downloaded from
@@ -60,6 +100,13 @@ def django_mail(session: nox.Session, django: str) -> None:
     session.chdir(ROOT)
     session.install("-q", "-e", ".[test]", f"django~={django}.0")
     session.run("python", "-c", "import django; print('Django', django.get_version())")
-    session.run(
-        "pytest", "-q", "tests/django_mail", *session.posargs, env={"DJANGO_MAIL_TESTS": "1"}
+    _timed(
+        session,
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/django_mail",
+        *session.posargs,
+        env={"DJANGO_MAIL_TESTS": "1"},
     )

@@ -27,15 +27,23 @@ su postgres -c "$PG_BIN/pg_ctl -D $PG_DATA -l $PG_RUN/server.log -w \
 su postgres -c "$PG_BIN/createdb -h 127.0.0.1 -p $PG_PORT sendfleet"
 export POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/sendfleet"
 
-REDIS_PORT=63799
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --daemonize yes --pidfile "$CI_TMP/redis.pid" --logfile "$CI_TMP/redis.log"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+# A Redis server per lane of .ci/run (tests flush their database, and the task engines'
+# brokers use fixed database numbers): REDIS_URL is the first, CI_REDIS_URLS lists both.
+REDIS_PORTS=(63799 63798)
+CI_REDIS_URLS=""
+for port in "${REDIS_PORTS[@]}"; do
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$CI_TMP/redis-$port.pid" --logfile "$CI_TMP/redis-$port.log"
+  CI_REDIS_URLS+="${CI_REDIS_URLS:+ }redis://127.0.0.1:$port/0"
+done
+export CI_REDIS_URLS REDIS_URL="redis://127.0.0.1:${REDIS_PORTS[0]}/0"
 
 stop_services() {
   su postgres -c "$PG_BIN/pg_ctl -D $PG_DATA -m immediate stop" >/dev/null 2>&1 || true
-  [ -f "$CI_TMP/redis.pid" ] && kill "$(cat "$CI_TMP/redis.pid")" 2>/dev/null || true
+  for pidfile in "$CI_TMP"/redis-*.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$CI_TMP"
 }
 trap stop_services EXIT
-echo "== Services: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
+echo "== Services: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:${REDIS_PORTS[*]}"

@@ -11,30 +11,65 @@ from datetime import timedelta
 import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
-from hypothesis import settings as hypothesis_settings
 
 pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
 
 # Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. "full" (the default: the README's test
 # command, and CI's Quick start run) runs every property test at its full count; "ci" (the
 # other CI cells and the libfaketime runs) a tenth of it: a cell whose axis (Django, Python,
-# database, clock) changes a property's result still tries it on fresh random examples, and the
-# full count runs once per CI run. Nothing is derandomized. The deadline is 1 s, not 200 ms: a
-# test's first example pays imports and the sandbox's start, and CI runs two lanes on 2 cores.
+# database, clock) changes a property's result still tries it on fresh examples, and the full
+# count runs once per CI run. Nothing is derandomized that was random. The deadline is 1 s, not
+# 200 ms: a test's first example pays imports and the sandbox's start, and CI runs two lanes
+# on 2 cores.
 FULL_EXAMPLES = 100  # Hypothesis's default max_examples
-hypothesis_settings.register_profile(
-    "full", max_examples=FULL_EXAMPLES, deadline=timedelta(seconds=1)
-)
-hypothesis_settings.register_profile(
-    "ci", max_examples=FULL_EXAMPLES // 10, deadline=timedelta(seconds=1)
-)
-hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Imported here, not at the top: worker processes import this module, and Hypothesis
+    # takes about a second to import.
+    from hypothesis import settings
+
+    for name, max_examples in (("full", FULL_EXAMPLES), ("ci", FULL_EXAMPLES // 10)):
+        settings.register_profile(name, max_examples=max_examples, deadline=timedelta(seconds=1))
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
 
 
 def examples(full: int) -> int:
     """``max_examples`` for a property test that needs ``full`` examples under the full
-    profile: scaled with the profile loaded, so a smaller profile runs fewer (never none)."""
-    return max(2, round(full * hypothesis_settings.default.max_examples / FULL_EXAMPLES))
+    profile: scaled with the profile loaded, so a smaller profile runs fewer (never under 2)."""
+    from hypothesis import settings
+
+    return max(2, round(full * settings.default.max_examples / FULL_EXAMPLES))
+
+
+# The test tag ``db``, in the style of anymail's tags, so that a PostgreSQL cell of CI can
+# leave out a test whose result the database cannot change (the rule: .ci/noxfile.py). Set
+# here on every test that uses the test database in its process: pytest-django's django_db
+# mark, a database fixture, or a Django TestCase's ``databases`` (pytest-django refuses the
+# database to any other test). Set by hand on a module whose tests read the database's
+# settings without opening it. Registered in pyproject.toml.
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        test_case = getattr(item, "cls", None)  # Django's TestCase: its databases attribute
+        if (
+            item.get_closest_marker("django_db")
+            or fixtures & DATABASE_FIXTURES
+            or getattr(test_case, "databases", None)
+        ):
+            item.add_marker(pytest.mark.db)
 
 
 # Helpers the test modules share: ``from .conftest import SENDER, message``.

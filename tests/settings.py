@@ -18,6 +18,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"sendfleet-tests-{os.getpid()}.sqlite3")
     }
+elif os.environ.get("SENDFLEET_TEST_DB_NAME"):
+    # Two test runs at once on one PostgreSQL server (.ci/run's lanes): a test database each.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["SENDFLEET_TEST_DB_NAME"]}
 
 # Queued sending: Django 6.0+ ships django.tasks; Django 5.2 uses the django-tasks backport.
 # django-tasks-db (real worker processes) is used by the worker tests when installed.

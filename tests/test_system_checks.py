@@ -19,6 +19,10 @@ from django_sendfleet.sandbox import SANDBOX_API_KEY
 
 from .conftest import BACKEND
 
+# No database is opened, but the checks read its settings (the SQLite check looks at the
+# engine): the PostgreSQL cells run these too (the tag's rule: .ci/noxfile.py).
+pytestmark = pytest.mark.db
+
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 needs_mailers = pytest.mark.skipif(django.VERSION < (6, 1), reason="MAILERS is Django 6.1+")
 
