@@ -7,6 +7,7 @@ written for anymail port with few changes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -50,6 +51,11 @@ class TrackingEvent:
     esp_name: str = "SendFleet"
     #: The sender's address, when the event names one (not a field of anymail's events).
     sender: str | None = None
+    #: The send's tags and its recipient's metadata (anymail's ``tags``, ``metadata``,
+    #: ``merge_metadata``), from its send log row: SendFleet's events do not carry them.
+    #: ``[]`` and ``{}`` when the message set none, or no row has the event's message id.
+    tags: list[str] = dataclasses.field(default_factory=list)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def suppresses_recipient(self) -> bool:

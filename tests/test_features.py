@@ -1,5 +1,6 @@
 """Features the API has no field for (django-anymail's among them) are refused, never dropped
-silently: a send_at of tomorrow must not be sent now."""
+silently: a send_at of tomorrow must not be sent now. anymail's attributes done locally (tags,
+metadata, merge data, send_at on the queued backend) are tested in tests/test_anymail_*.py."""
 
 import logging
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,12 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import SendFleetUnsupportedFeature
-from django_sendfleet.message.features import ANYMAIL_ATTRIBUTES, is_set, unsupported_features
+from django_sendfleet.message.features import (
+    ANYMAIL_ATTRIBUTES,
+    LOCAL_ATTRIBUTES,
+    is_set,
+    unsupported_features,
+)
 from django_sendfleet.models import SendLog
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
@@ -47,7 +53,22 @@ def test_every_anymail_attribute_is_covered():
     assert set(ANYMAIL_VALUES) == set(ANYMAIL_ATTRIBUTES)
 
 
-@pytest.mark.parametrize("name", sorted(ANYMAIL_VALUES))
+#: Refused by EmailBackend: what nothing local stands in for, and a future send_at (it cannot wait).
+REFUSED = sorted({*ANYMAIL_VALUES} - LOCAL_ATTRIBUTES | {"send_at"})
+
+
+def test_only_the_attributes_done_locally_are_not_refused():
+    assert LOCAL_ATTRIBUTES == {
+        "send_at",
+        "tags",
+        "metadata",
+        "merge_metadata",
+        "merge_data",
+        "merge_global_data",
+    }
+
+
+@pytest.mark.parametrize("name", REFUSED)
 def test_an_anymail_attribute_is_refused_by_name_with_no_request(sandbox, name):
     msg = message(**{name: ANYMAIL_VALUES[name]})
     with pytest.raises(SendFleetUnsupportedFeature) as caught:
@@ -65,21 +86,21 @@ def test_send_at_tomorrow_is_not_sent_now_even_with_fail_silently(sandbox):
 
 
 def test_the_queued_backend_refuses_them_before_writing_the_outbox(sandbox):
-    msg = message(merge_data=ANYMAIL_VALUES["merge_data"])
-    with pytest.raises(SendFleetUnsupportedFeature, match="merge_data"):
+    msg = message(template_id=ANYMAIL_VALUES["template_id"])
+    with pytest.raises(SendFleetUnsupportedFeature, match="template_id"):
         QueuedEmailBackend().send_messages([msg])
     assert not SendLog.objects.filter(status="pending").exists()
     assert sandbox.requests == []
 
 
 def test_every_feature_is_named_at_once():
-    msg = message(send_at=TOMORROW, tags=["a"], metadata={"k": "v"})
+    msg = message(send_at=TOMORROW, template_id="t", esp_extra={"k": "v"})
     msg.attach("a.txt", "data", "text/plain")
     assert [feature.split(" ")[0] for feature in unsupported_features(msg)] == [
         "attachments",
         "send_at",
-        "tags",
-        "metadata",
+        "template_id",
+        "esp_extra",
     ]
 
 
@@ -122,14 +143,14 @@ def test_ignored_features_are_dropped_and_each_logged_once_per_message(
 ):
     sendfleet_settings["IGNORE_UNSUPPORTED_FEATURES"] = True
     to = ["ann@example.com", "bob@example.com", "carol@example.com"]
-    first = message(to=to, send_at=TOMORROW, tags=["welcome"])
+    first = message(to=to, send_at=TOMORROW, template_id="welcome")
     second = message(to=to[:1], track_clicks=True)
     with caplog.at_level(logging.WARNING, logger="django_sendfleet"):
         assert EmailBackend().send_messages([first, second]) == 2
     assert len(sandbox.requests) == 4
     dropped = [r.getMessage() for r in caplog.records if "SendFleet dropped" in r.getMessage()]
     assert len(dropped) == 3
-    assert [text.split(" ")[2] for text in dropped] == ["send_at", "tags", "track_clicks"]
+    assert [text.split(" ")[2] for text in dropped] == ["send_at", "template_id", "track_clicks"]
 
 
 def test_a_plain_email_message_without_alternatives_is_still_checked(sandbox):

@@ -28,6 +28,7 @@ from ..exceptions import (
 )
 from ..message import priority
 from ..message.outgoing import ParsedRecipients, parse_recipients, prepare_message
+from ..message.tags import as_set
 from ..outcome import INVALID, REFUSED_STATUSES, RecipientStatus, SendStatus
 from ..ratelimit import SlidingWindowLimiter
 from ..ratelimit.key_guard import KeyGuard
@@ -162,7 +163,9 @@ class EmailBackend(BaseEmailBackend):
         message.anymail_status = status  # type: ignore[attr-defined]
         if not message.recipients():
             return False
-        if signals.cancelled_by_receiver(type(self), message=message, mailer=self.mailer):
+        if signals.cancelled_by_receiver(
+            type(self), message=message, mailer=self.mailer, **as_set(message)
+        ):
             status.cancelled = True
             logger.info("SendFleet send cancelled by a pre_send receiver: %s", message.subject)
             return False
@@ -172,6 +175,7 @@ class EmailBackend(BaseEmailBackend):
                 message,
                 ignore_unsupported_features=self.settings.ignore_unsupported_features,
                 parsed=parsed,
+                can_schedule=self.disposition.can_schedule,
             )
             priority.of_message(message, self.settings.priority)  # refuses an unknown one
         except (SendFleetInvalidMessage, SendFleetUnsupportedFeature) as error:
@@ -187,7 +191,7 @@ class EmailBackend(BaseEmailBackend):
         for recipient in outgoing.recipients:
             result = self.disposition.dispose(message, outgoing, recipient, suppressions)
             report(outgoing, recipient, result)
-        report.finish()
+        report.finish(outgoing)
         self._raise_for(message, status)
         return status.accepted
 

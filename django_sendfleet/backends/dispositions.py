@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 class Disposition(Protocol):
     """The steps of ``send_messages`` that differ between sending now and queuing."""
 
+    #: Whether a message may wait for a future ``send_at`` (the outbox's due time).
+    can_schedule: bool
+
     def open(self) -> bool:
         """Get ready to dispose of recipients; True if this call opened a connection."""
         ...
@@ -64,6 +67,8 @@ class Disposition(Protocol):
 
 class SendNow:
     """Each recipient's request now, over the backend's connection (``EmailBackend``)."""
+
+    can_schedule = False  # sends now: a future send_at is refused (message/features.py)
 
     def __init__(self, backend: EmailBackend) -> None:
         self.backend = backend
@@ -114,7 +119,8 @@ class SendNow:
         suppressions: SuppressionCheck | None,
     ) -> RecipientStatus:
         assert self.sender is not None  # start() came first
-        payload = payloads.build_payload(outgoing, recipient)  # one at a time: memory
+        # One at a time (memory); with merge data, rendered with the recipient's values.
+        payload = payloads.build_payload(outgoing.content_for(recipient), recipient)
         result = self.sender.send(
             recipient,
             payload,
@@ -129,6 +135,8 @@ class SendNow:
 class WriteOutbox:
     """Each recipient a ``pending`` row of the outbox, in the caller's transaction; the task
     that sends them is enqueued when it commits (``QueuedEmailBackend``)."""
+
+    can_schedule = True  # a row waits until its send_at (SendLog.not_before)
 
     def __init__(self, backend: EmailBackend) -> None:
         self.backend = backend

@@ -7,6 +7,7 @@ from django.core.mail import EmailMessage
 
 from .. import signals
 from ..message.outgoing import OutgoingMessage
+from ..message.tags import NO_LABELS
 from ..outcome import RecipientStatus, SendStatus
 from ..records.send_log import SendLogBatch
 from ..sending.recipient import SuppressionCheck, finish_recipient
@@ -37,6 +38,7 @@ class Reporter:
         self.status.record(recipient, result)
         if self.log is not None:
             self.log.add(self.message, outgoing, recipient, result)
+        labels = outgoing.labels if outgoing is not None else NO_LABELS
         finish_recipient(
             backend_class=self.sender,
             mailer=self.mailer,
@@ -45,9 +47,19 @@ class Reporter:
             from_domain=outgoing.from_domain if outgoing else "",
             result=result,
             suppressions=self.suppressions,
+            tags=list(labels.tags),
+            metadata=labels.for_recipient(recipient),
         )
 
-    def finish(self) -> None:
+    def finish(self, outgoing: OutgoingMessage | None = None) -> None:
+        """``post_send``, with the message's tags and metadata (its ``merge_metadata`` is per
+        recipient: in the failure signals and each recipient's log row)."""
+        labels = outgoing.labels if outgoing is not None else NO_LABELS
         signals.post_send.send_robust(
-            self.sender, message=self.message, status=self.status, mailer=self.mailer
+            self.sender,
+            message=self.message,
+            status=self.status,
+            mailer=self.mailer,
+            tags=list(labels.tags),
+            metadata=dict(labels.metadata),
         )

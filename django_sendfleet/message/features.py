@@ -1,4 +1,4 @@
-"""What a message asks for that the SendFleet API has no field for.
+"""What a message asks for that the SendFleet API has no field for, and nothing local stands in for.
 
 The API carries a sender, one recipient, a subject, a text and an HTML body, and one reply-to
 address. Everything else a message can carry (attachments, headers, other alternatives, and the
@@ -7,6 +7,12 @@ and losing it silently sends the wrong email: a message scheduled for tomorrow g
 template's placeholders go out unfilled. So each is refused with ``SendFleetUnsupportedFeature``
 before any request, as anymail's own backends do, unless ``IGNORE_UNSUPPORTED_FEATURES`` is on;
 then each dropped feature is logged once for the message.
+
+Some of anymail's attributes have no API field but are done locally (``LOCAL_ATTRIBUTES``):
+``tags``, ``metadata`` and ``merge_metadata`` are kept on the send log (``tags.py``),
+``merge_data`` and ``merge_global_data`` rendered per recipient (``merge.py``), and ``send_at``
+kept by the queued backend's outbox (``schedule.py``). Only a future ``send_at`` on a backend
+that cannot wait is refused here.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 from django.core.mail import EmailMessage
 
 from ..exceptions import SendFleetUnsupportedFeature
+from . import schedule
 from .addresses import header_addresses
 
 logger = logging.getLogger("django_sendfleet")
@@ -38,6 +45,10 @@ ANYMAIL_ATTRIBUTES: Mapping[str, str] = {
     "esp_extra": "parameters for the email service's API",
     "envelope_sender": "an envelope sender (Return-Path)",
 }
+#: anymail's attributes done here without an API field: not refused.
+LOCAL_ATTRIBUTES = frozenset(
+    {"send_at", "tags", "metadata", "merge_metadata", "merge_data", "merge_global_data"}
+)
 IGNORE_HINT = (
     "Remove them, or set SENDFLEET['IGNORE_UNSUPPORTED_FEATURES'] = True to drop them "
     "(each dropped feature is logged)."
@@ -46,19 +57,22 @@ ANYMAIL_HINT = "'Migrating from django-anymail' in the docs says what each anyma
 
 
 def check_unsupported_features(
-    message: EmailMessage, *, ignore_unsupported_features: bool
+    message: EmailMessage, *, ignore_unsupported_features: bool, can_schedule: bool = False
 ) -> tuple[str, ...]:
     """The features of ``message`` that will be dropped; raise unless they may be.
 
     Raises ``SendFleetUnsupportedFeature`` naming every unsupported feature when
     ``ignore_unsupported_features`` is off; otherwise logs one warning per dropped feature.
+    ``can_schedule``: the backend holds a message until its ``send_at`` (the queued one).
     """
-    features = unsupported_features(message)
+    features = unsupported_features(message, can_schedule=can_schedule)
     if not features:
         return ()
     if not ignore_unsupported_features:
         hints = [IGNORE_HINT]
-        if any(_set_anymail_attributes(message)):
+        if any(feature.startswith("send_at ") for feature in features):
+            hints.insert(0, schedule.QUEUED_HINT)
+        if any(feature.split(" ")[0] in ANYMAIL_ATTRIBUTES for feature in features):
             hints.append(ANYMAIL_HINT)
         raise SendFleetUnsupportedFeature(
             "SendFleet cannot send " + ", ".join(features) + ". " + " ".join(hints)
@@ -72,8 +86,10 @@ def check_unsupported_features(
     return tuple(features)
 
 
-def unsupported_features(message: EmailMessage) -> list[str]:
-    """Each feature of the message the API cannot carry, named as the message's attribute."""
+def unsupported_features(message: EmailMessage, *, can_schedule: bool = False) -> list[str]:
+    """Each feature of the message the API cannot carry, named as the message's attribute.
+
+    ``send_at`` is one only when it is in the future and the backend cannot wait for it."""
     features = []
     inline = sum(1 for attachment in message.attachments if _is_inline(attachment))
     if len(message.attachments) > inline:
@@ -93,9 +109,11 @@ def unsupported_features(message: EmailMessage) -> list[str]:
         features.append("more than one HTML body")
     if _reply_to_count(message) > 1:
         features.append("more than one reply_to address")
-    features.extend(
-        f"{name} ({ANYMAIL_ATTRIBUTES[name]})" for name in _set_anymail_attributes(message)
-    )
+    for name in _set_anymail_attributes(message):
+        if name not in LOCAL_ATTRIBUTES or (
+            name == "send_at" and not can_schedule and schedule.is_future(message, is_set)
+        ):
+            features.append(f"{name} ({ANYMAIL_ATTRIBUTES[name]})")
     return features
 
 

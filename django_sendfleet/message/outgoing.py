@@ -9,17 +9,20 @@ header values (``text_safety``), a blank body, and features the API has no field
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from django.core.mail import EmailMessage
 
 from ..exceptions import SendFleetError, SendFleetInvalidMessage
-from . import features
+from . import features, merge, schedule
 from .addresses import domain_of, parse_address
 from .plaintext import html_to_text
+from .tags import NO_LABELS, Labels, labels_of
 from .text_safety import refuse_unsafe_header_text, refuse_unsafe_text
 
 logger = logging.getLogger("django_sendfleet")
@@ -42,10 +45,35 @@ class OutgoingMessage:
     recipients: tuple[str, ...]
     #: Features dropped because IGNORE_UNSUPPORTED_FEATURES is on.
     dropped_features: tuple[str, ...] = ()
+    #: tags, metadata and merge_metadata, kept on the send log (``tags.py``).
+    labels: Labels = NO_LABELS
+    #: merge_data and merge_global_data: each recipient's content is rendered (``merge.py``).
+    merge_data: merge.MergeData | None = None
+    #: A future send_at (``schedule.py``): the outbox row's due time. None: now.
+    send_at: datetime | None = None
+    #: The last recipient's rendered content: the payload and the log row both ask for it.
+    _rendered: list[Any] = dataclasses.field(
+        default_factory=list, init=False, compare=False, repr=False
+    )
 
     @property
     def from_domain(self) -> str:
         return domain_of(self.from_email)
+
+    def content_for(self, recipient: str) -> OutgoingMessage:
+        """What this recipient is sent: the message itself, or with merge data, the message
+        rendered with the recipient's values (one per recipient, so never shared)."""
+        if self.merge_data is None:
+            return self
+        if self._rendered and self._rendered[0] == recipient:
+            cached: OutgoingMessage = self._rendered[1]
+            return cached
+        rendered = merge.render_for(self.merge_data, recipient, self.subject, self.text, self.html)
+        content = replace(
+            self, subject=rendered.subject, text=rendered.text, html=rendered.html, merge_data=None
+        )
+        self._rendered[:] = [recipient, content]
+        return content
 
 
 #: Recipient values already parsed in a batch: (field, value) -> the address as it is sent.
@@ -73,15 +101,19 @@ def prepare_message(
     *,
     ignore_unsupported_features: bool,
     parsed: ParsedRecipients | None = None,
+    can_schedule: bool = False,
 ) -> OutgoingMessage:
     """Check a Django message against the API and turn it into an ``OutgoingMessage``.
 
     Raises ``SendFleetInvalidMessage`` (``SendFleetInvalidAddress`` for an address, a recipient's
     included) or ``SendFleetUnsupportedFeature``; no request is made for a message that fails
     here. ``parsed``: recipients the batch parsed already (``parse_recipients``).
+    ``can_schedule``: the backend keeps a message until a future ``send_at`` (the queued one).
     """
     dropped = features.check_unsupported_features(
-        message, ignore_unsupported_features=ignore_unsupported_features
+        message,
+        ignore_unsupported_features=ignore_unsupported_features,
+        can_schedule=can_schedule,
     )
 
     sender = parse_address(message.from_email, "from_email")
@@ -90,7 +122,7 @@ def prepare_message(
     reply_to_values = features.reply_to_values(message)
     reply_to = parse_address(reply_to_values[0], "reply_to").addr_spec if reply_to_values else None
     # Addresses before bodies, as Django's SMTP backend checks them before building the message.
-    recipients = _recipients(message, parsed or {})
+    recipients, to_count = _recipients(message, parsed or {})
 
     html = None
     html_alternatives = [
@@ -113,6 +145,13 @@ def prepare_message(
             )
         body = html_to_text(html)
 
+    labels = labels_of(message, features.is_set)
+    to = {address.lower() for address in recipients[:to_count]}
+    merge_data = merge.merge_data_of(message, features.is_set, to)
+    if merge_data is not None:
+        merge.check_rendering(
+            merge_data, recipients, subject, body, html, max_subject_length=MAX_SUBJECT_LENGTH
+        )
     return OutgoingMessage(
         from_email=sender.addr_spec,
         from_name=from_name,
@@ -122,11 +161,15 @@ def prepare_message(
         reply_to=reply_to,
         recipients=recipients,
         dropped_features=dropped,
+        labels=labels,
+        merge_data=merge_data,
+        send_at=schedule.due_time(message, features.is_set) if can_schedule else None,
     )
 
 
-def _recipients(message: EmailMessage, parsed: ParsedRecipients) -> tuple[str, ...]:
-    """Every recipient's address as sent, without case-insensitive duplicates.
+def _recipients(message: EmailMessage, parsed: ParsedRecipients) -> tuple[tuple[str, ...], int]:
+    """Every recipient's address as sent, without case-insensitive duplicates, and how many of
+    them (the first ones) are ``to`` recipients.
 
     One address that cannot be sent refuses the whole message (``SendFleetInvalidAddress``,
     naming the field and the value), as Django's SMTP backend and django-anymail do: sending to
@@ -134,16 +177,19 @@ def _recipients(message: EmailMessage, parsed: ParsedRecipients) -> tuple[str, .
     """
     seen: set[str] = set()
     valid: list[str] = []
-    for field in _RECIPIENT_FIELDS:
-        for value in getattr(message, field):
+    to_count = 0
+    for field_name in _RECIPIENT_FIELDS:
+        if field_name == "cc":
+            to_count = len(valid)
+        for value in getattr(message, field_name):
             if not value:
                 continue  # as EmailMessage.recipients() does
-            known = parsed.get((field, value)) if isinstance(value, str) else None
-            address = known or parse_address(value, field).addr_spec
+            known = parsed.get((field_name, value)) if isinstance(value, str) else None
+            address = known or parse_address(value, field_name).addr_spec
             if address.lower() not in seen:
                 seen.add(address.lower())
                 valid.append(address)
-    return tuple(valid)
+    return tuple(valid), to_count
 
 
 def _sent_text(value: Any, field: str, max_length: int) -> str | None:

@@ -24,6 +24,7 @@ class LogStatus(models.TextChoices):
     FAILED = "failed", "failed"
     REJECTED = "rejected", "rejected"  # suppressed, locally or by the API
     UNKNOWN = "unknown", "unknown"  # may have been sent: check before resending
+    CANCELLED = "cancelled", "cancelled"  # a scheduled send cancelled in the admin: never sent
 
 
 _FROM_RECIPIENT_STATUS = {

@@ -98,6 +98,11 @@ class SendLog(models.Model):
     # Queued by a BULK backend (an option of the backend, not only of the mailer): the
     # worker holds it as a BULK mailer's while the reputation is at danger.
     bulk = models.BooleanField(default=False, db_default=False)
+    # The message's tags and this recipient's metadata (django-anymail's tags, metadata and
+    # merge_metadata; never sent: SendFleet has no field for them), set on its tracking events.
+    # db_default: rows written by a release before 0012 get them too.
+    tags = models.JSONField(default=list, db_default=[], blank=True)
+    metadata = models.JSONField(default=dict, db_default={}, blank=True)
 
     #: Its writes keep the per-day rollups current (rollups.py), as save() and delete() do.
     # django-stubs cannot follow a queryset defined in a module that imports this one.

@@ -9,6 +9,7 @@ from dead workers and lost tasks.
 from __future__ import annotations
 
 import contextlib
+import functools
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -37,12 +38,16 @@ def write_rows(contents: list[MessageContent], rows: list[SendLog], task_backend
 
     Called for each chunk of a ``send_messages`` call, inside the transaction that
     ``QueuedEmailBackend`` holds for the whole call. Unlike a log of sends already made, the
-    outbox must not fail quietly: errors raise.
+    outbox must not fail quietly: errors raise. A row scheduled for later (``send_at``: its
+    ``not_before``) gets a task deferred until then.
     """
     message_content.insert_with_rows(contents, rows)
-    pending = [row.pk for row in rows if row.status == LogStatus.PENDING]
-    if pending:
-        transaction.on_commit(lambda: schedule(pending, task_backend))
+    by_due_time: dict[datetime | None, list[int]] = {}
+    for row in rows:
+        if row.status == LogStatus.PENDING:
+            by_due_time.setdefault(row.not_before, []).append(row.pk)
+    for due, pending in by_due_time.items():
+        transaction.on_commit(functools.partial(schedule, pending, task_backend, when=due))
 
 
 def expire_leases(now: datetime | None = None) -> int:
@@ -76,6 +81,8 @@ def expire_leases(now: datetime | None = None) -> int:
                 recipient=recipient,
                 error=SendFleetLeaseExpired(spec.meaning, recipient=recipient),
                 mailer=row.mailer,
+                tags=list(row.tags),
+                metadata=dict(row.metadata),
             )
     return expired
 

@@ -249,6 +249,10 @@ class _MailerWorker:
         # The payload holds the address exactly as it is sent.
         recipient = payload.get("to") or row.recipient
         message = message_from_payload(payload) if payload else None
+        if message is not None:
+            # As the queued message set them (anymail's attributes), for signal receivers.
+            message.tags = list(row.tags)  # type: ignore[attr-defined]
+            message.metadata = dict(row.metadata)  # type: ignore[attr-defined]
         if self.suppressions is not None:
             self.suppressions.load([recipient])
         result = self.sender.send(
@@ -319,11 +323,18 @@ class _MailerWorker:
             from_domain=domain_of(row.from_email),
             result=result,
             suppressions=self.suppressions,
+            tags=list(row.tags),
+            metadata=dict(row.metadata),
         )
         status = SendStatus()
         status.record(recipient, result)
         signals.post_send.send_robust(
-            self.backend_class, message=message, status=status, mailer=self.mailer
+            self.backend_class,
+            message=message,
+            status=status,
+            mailer=self.mailer,
+            tags=list(row.tags),
+            metadata=dict(row.metadata),
         )
         if result.message_id and self.settings.webhook_secrets:
             # Events SendFleet posted before this row had its message id waited for it.

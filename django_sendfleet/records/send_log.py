@@ -161,20 +161,31 @@ class SendLogBatch:
         recipient: str,
         result: RecipientStatus,
     ) -> None:
+        # What this recipient is sent: with merge data, rendered with its values.
+        sent = outgoing.content_for(recipient) if outgoing is not None else None
         fields: dict[str, Any] = {
             "mailer": self.mailer,
             "recipient": recipient,
-            "from_email": outgoing.from_email if outgoing else str(message.from_email),
-            "subject": (outgoing.subject if outgoing else str(message.subject)) or "",
+            "from_email": sent.from_email if sent else str(message.from_email),
+            "subject": (sent.subject if sent else str(message.subject)) or "",
             **outcome_fields(result, self._secrets),
             # A message refused for its priority is logged with the backend's.
             "priority": RANKS[lenient_of_message(message, self.priority)],
             "bulk": self.bulk,
         }
         row = _new_row({name: _fit(name, value) for name, value in fields.items()})
+        if sent is not None:
+            # Checked and bounded by prepare_message (message/tags.py): stored as they are.
+            labels = sent.labels
+            if labels.tags:
+                row.tags = list(labels.tags)
+            if labels.metadata or labels.per_recipient:
+                row.metadata = labels.for_recipient(recipient)
+            if sent.send_at is not None and result.status == PENDING:
+                row.not_before = sent.send_at  # the outbox keeps it until then
         # The outbox's rows need the content (the worker sends it); logged rows keep it too.
-        if outgoing is not None and (result.status == PENDING or self.log_content):
-            row.content = self._content_of(outgoing)
+        if sent is not None and (result.status == PENDING or self.log_content):
+            row.content = self._content_of(sent)
         self.rows.append(row)
         if len(self.rows) >= ROWS_PER_WRITE or self._new_characters >= CONTENT_CHARACTERS_PER_WRITE:
             self.write()

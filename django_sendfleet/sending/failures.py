@@ -7,7 +7,7 @@ the signals: ``recipient_suppressed`` for a suppression, ``send_forbidden`` for 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..db.durable import outside_the_callers_transaction
@@ -25,7 +25,12 @@ def handle_failure(
     recipient: str,
     error: SendFleetError,
     from_domain: str | None,
+    *,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
+    # Every signal carries the send's tags and the recipient's metadata (message/tags.py).
+    labels: dict[str, Any] = {"tags": tags or [], "metadata": metadata or {}}
     if isinstance(error, SendFleetRecipientSuppressed):
         source = "local" if error.status_code is None else "api"
         if source == "api":
@@ -42,6 +47,7 @@ def handle_failure(
             error=error,
             source=source,
             mailer=mailer,
+            **labels,
         )
         return
     # A batch skip reuses the error of the recipient that hit the 403: signal that one only.
@@ -54,7 +60,8 @@ def handle_failure(
             error_code=error.error_code,
             from_domain=from_domain,
             mailer=mailer,
+            **labels,
         )
     signals.send_failed.send_robust(
-        sender, message=message, recipient=recipient, error=error, mailer=mailer
+        sender, message=message, recipient=recipient, error=error, mailer=mailer, **labels
     )

@@ -306,14 +306,19 @@ def finish_recipient(
     from_domain: str,
     result: RecipientStatus,
     suppressions: SuppressionCheck | None,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> None:
-    """What follows a finished send that failed: the suppression list, then the signals."""
+    """What follows a finished send that failed: the suppression list, then the signals (with
+    the send's ``tags`` and the recipient's ``metadata``)."""
     error = result.error
     if error is None:
         return
     if isinstance(error, SendFleetRecipientSuppressed) and suppressions is not None:
         suppressions.learn(recipient)
-    handle_failure(backend_class, mailer, message, recipient, error, from_domain)
+    handle_failure(
+        backend_class, mailer, message, recipient, error, from_domain, tags=tags, metadata=metadata
+    )
 
 
 def _queued(recipient: str, accepted: Accepted, attempts: int, started: float) -> RecipientStatus:

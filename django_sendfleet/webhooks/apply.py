@@ -41,7 +41,16 @@ STATUS_FOR_EVENT = {
 }
 
 
-_ROW_FIELDS = ("pk", "message_id", "recipient", "mailer", "status", "created_at")
+_ROW_FIELDS = (
+    "pk",
+    "message_id",
+    "recipient",
+    "mailer",
+    "status",
+    "created_at",
+    "tags",
+    "metadata",
+)
 
 
 @dataclass
@@ -116,6 +125,9 @@ def write_batch(batch: Batch) -> list[Applied]:
             item.event = event = replace(event, recipient=row.recipient)
             item.stored.recipient = row.recipient
             filled_in.add(item.stored.pk)
+        if row is not None and (row.tags or row.metadata):
+            # The send's tags and metadata, as anymail's events carry them back.
+            item.event = event = replace(event, tags=list(row.tags), metadata=dict(row.metadata))
         new_status = STATUS_FOR_EVENT.get(event.event_type)
         if new_status is not None and row is not None:
             _move_forward(changes, row.pk, new_status, event)
