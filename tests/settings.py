@@ -22,6 +22,19 @@ elif os.environ.get("SENDFLEET_TEST_DB_NAME"):
     # Two test runs at once on one PostgreSQL server (.ci/run's lanes): a test database each.
     DATABASES["default"]["TEST"] = {"NAME": os.environ["SENDFLEET_TEST_DB_NAME"]}
 
+# A second database, "mail", for the tests of a project whose DATABASE_ROUTERS put this app's
+# models there (tests/test_routed_database.py turns the router on). Its test database is made
+# only for the tests that ask for it.
+DATABASES["mail"] = {**DATABASES["default"]}
+if DATABASES["mail"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["mail"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"sendfleet-tests-mail-{os.getpid()}.sqlite3")
+    }
+else:
+    default_test_name = DATABASES["default"].get("TEST", {}).get("NAME")
+    base = default_test_name or f"test_{DATABASES['default']['NAME']}"
+    DATABASES["mail"]["TEST"] = {"NAME": f"{base}_mail"}
+
 # Queued sending: Django 6.0+ ships django.tasks; Django 5.2 uses the django-tasks backport.
 # django-tasks-db (real worker processes) is used by the worker tests when installed.
 INSTALLED_APPS = list(INSTALLED_APPS)  # noqa: F405

@@ -11,12 +11,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Protocol
 
 from django.core.mail import EmailMessage
-from django.db import transaction
 
 from ..api.client import SendFleetClient
+from ..db.routing import atomic_for
 from ..exceptions import SendFleetError
 from ..message import payloads, priority
 from ..message.outgoing import OutgoingMessage
+from ..models import SendLog
 from ..outcome import PENDING, RecipientStatus
 from ..queued import outbox, tasks
 from ..ratelimit import SlidingWindowLimiter
@@ -156,7 +157,7 @@ class WriteOutbox:
         # it commits. A message refused with a SendFleetError is part of the outcome: the rows
         # written so far stay (the refused one's too), then the error is raised.
         refused: SendFleetError | None = None
-        with transaction.atomic():
+        with atomic_for(SendLog):
             try:
                 yield
             except SendFleetError as error:

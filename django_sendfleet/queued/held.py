@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import transaction
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from ..conf import SendFleetSettings, mailer_options
+from ..db.routing import atomic_for
 from ..exceptions import SendFleetReputationHold
 from ..models import SendLog
 from ..models.log_status import LogStatus
@@ -48,7 +48,7 @@ class Released:
 def release_held_sends() -> Released:
     """Release the danger of every account mode at danger, and send what is held now."""
     now = timezone.now()
-    with transaction.atomic():
+    with atomic_for(SendLog):
         modes = reputation_state.release(now)
         rows = list(held_rows().values_list("pk", "mailer"))
         held_rows().update(not_before=now, updated_at=now)

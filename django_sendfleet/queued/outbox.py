@@ -12,13 +12,13 @@ import contextlib
 import functools
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .. import error_table, signals
 from ..conf import SendFleetSettings, mailer_options
 from ..conf.mailers import QUEUED_BACKEND, backend_class, configured_mailers
+from ..db.routing import atomic_for, on_commit_for
 from ..exceptions import SendFleetConfigurationError, SendFleetLeaseExpired
 from ..message.payloads import message_from_payload
 from ..models import MessageContent, SendLog
@@ -47,7 +47,7 @@ def write_rows(contents: list[MessageContent], rows: list[SendLog], task_backend
         if row.status == LogStatus.PENDING:
             by_due_time.setdefault(row.not_before, []).append(row.pk)
     for due, pending in by_due_time.items():
-        transaction.on_commit(functools.partial(schedule, pending, task_backend, when=due))
+        on_commit_for(SendLog, functools.partial(schedule, pending, task_backend, when=due))
 
 
 def expire_leases(now: datetime | None = None) -> int:
@@ -60,7 +60,7 @@ def expire_leases(now: datetime | None = None) -> int:
         keeps_content = SendFleetSettings(mailer_options(row.mailer)).log_content
         payload = outbox_payload(row, row.content)
         cleared = {} if keeps_content else {"payload": None, "content": None}
-        with transaction.atomic():
+        with atomic_for(SendLog):
             changed = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
                 status=LogStatus.UNKNOWN,
                 error_code=spec.code,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,6 +19,7 @@ from .. import signals
 from ..api.client import SendFleetClient
 from ..conf import SendFleetSettings, mailer_options
 from ..conf.mailers import QUEUED_BACKEND, backend_class
+from ..db.routing import atomic_for
 from ..message import payloads
 from ..message.addresses import domain_of
 from ..message.payloads import Content, message_from_payload
@@ -78,7 +78,7 @@ def send_rows(row_ids: Iterable[int]) -> list[Rescheduled]:
 def claim(row_id: int, lease_seconds: int, now: datetime | None = None) -> SendLog | None:
     """Take a pending row due at ``now`` for this worker, or None if it is not there to take."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with atomic_for(SendLog):
         # skip_locked: a row another worker is claiming right now is simply not ours.
         locked = (
             SendLog.objects.select_for_update(skip_locked=True)
@@ -102,7 +102,7 @@ def claim_more_urgent(rank: int, now: datetime | None = None) -> SendLog | None:
     # Where select_for_update is ignored (SQLite) a candidate may be taken between the read
     # and the conditional update: then the next one is tried.
     for _ in range(5):
-        with transaction.atomic():
+        with atomic_for(SendLog):
             found = list(candidates.select_for_update(skip_locked=True)[:1])
             if not found:
                 return None
@@ -309,7 +309,7 @@ class _MailerWorker:
         clears_content = not self.settings.log_content
         if clears_content:  # the content goes with the message's last row (release)
             fields |= {"payload": None, "content": None}
-        with transaction.atomic():
+        with atomic_for(SendLog):
             finished = SendLog.objects.filter(pk=row.pk, claim_token=row.claim_token).update(
                 **fields
             )

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef
 
+from ..db.routing import atomic_for
 from ..models import MessageContent, SendLog
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def release(content_ids: Iterable[int | None]) -> None:
     """
     ids = sorted({content_id for content_id in content_ids if content_id})
     for start in range(0, len(ids), RELEASE_CHUNK):
-        with transaction.atomic(savepoint=False):
+        with atomic_for(MessageContent, savepoint=False):
             locked = MessageContent.objects.select_for_update().filter(
                 pk__in=ids[start : start + RELEASE_CHUNK]
             )

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from ..credentials.redaction import redact
 from ..db.durable import outside_the_callers_transaction
+from ..db.routing import atomic_for, db_for, on_commit_for
 from ..message.priority import HIGH, RANKS, lenient_of_message
 from ..models import DETAIL_MAX_LENGTH, MessageContent, SendLog
 from ..models.log_status import log_status_for
@@ -219,18 +220,20 @@ class SendLogBatch:
     def _write_log(self, contents: list[MessageContent], rows: list[SendLog]) -> None:
         """The send log's write. A failure is logged, never raised: the mail already went."""
         try:
-            outside_the_callers_transaction(lambda: self._insert(contents, rows))
+            outside_the_callers_transaction(
+                lambda: self._insert(contents, rows), using=db_for(SendLog)
+            )
         except DatabaseError:
             message_content.forget_ids(contents)  # rolled back
             logger.exception("SendFleet could not write %d send log rows", len(rows))
 
     def _insert(self, contents: list[MessageContent], rows: list[SendLog]) -> None:
         # A savepoint, so a failure here cannot break a transaction it is made in.
-        with transaction.atomic():
+        with atomic_for(SendLog):
             message_content.insert_with_rows(contents, rows)
         after_write = self.after_write
         if after_write is not None:
             # Only once the rows are visible to the webhook endpoint: see apply_waiting_events.
             message_ids = [row.message_id for row in rows]
             # robust: a failure there is logged, and never taken for a failed write.
-            transaction.on_commit(lambda: after_write(message_ids), robust=True)
+            on_commit_for(SendLog, lambda: after_write(message_ids), robust=True)

@@ -19,6 +19,7 @@ from .. import signals
 from ..conf import SendFleetSettings
 from ..conf.mailers import backend_class
 from ..db.durable import outside_the_callers_transaction
+from ..db.routing import atomic_for, db_for
 from ..models import ReputationLevel
 from . import rates as reputation
 from .levels import DANGER, UNKNOWN, WARNING, rank
@@ -109,7 +110,13 @@ def _refresh() -> Current | None:
             snapshot = reputation.compute(settings.reputation, bool(settings.webhook_secrets))
         differing = differences(stored, snapshot)
         # Written only when a level differs: most refreshes write nothing.
-        changes = outside_the_callers_transaction(lambda: record(differing)) if differing else []
+        changes = (
+            outside_the_callers_transaction(
+                lambda: record(differing), using=db_for(ReputationLevel)
+            )
+            if differing
+            else []
+        )
     except Exception as error:
         # The figures are an aid: failing to read them must never stop or break a send.
         _failed_at = time.monotonic()
@@ -136,7 +143,9 @@ def savepoint_in_callers_transaction() -> AbstractContextManager[object]:
     """A savepoint where the caller has a transaction open, so that a failed read cannot break
     it; nothing otherwise (``atomic()`` would make SQLite's IMMEDIATE mode take the write lock
     for a read)."""
-    return transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
+    using = db_for(ReputationLevel)
+    in_transaction = transaction.get_connection(using).in_atomic_block
+    return transaction.atomic(using=using) if in_transaction else nullcontext()
 
 
 def scopes_of(snapshot: Snapshot) -> dict[Scope, Rates]:
@@ -163,7 +172,7 @@ def record(differing: list[Change]) -> list[Change]:
     """Store these levels; return the changes this process made (another may have made some)."""
     now = timezone.now()
     made = []
-    with transaction.atomic():  # a savepoint, where the caller has a transaction
+    with atomic_for(ReputationLevel):  # a savepoint, where the caller has a transaction
         for change in differing:
             mode, mailer = change.scope
             if change.new:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..db.durable import outside_the_callers_transaction
+from ..db.routing import db_for
 from ..exceptions import SendFleetError, SendFleetForbidden, SendFleetRecipientSuppressed
 from ..models import Suppression
 
@@ -38,7 +39,8 @@ def handle_failure(
             outside_the_callers_transaction(
                 lambda: Suppression.objects.suppress(
                     recipient, Suppression.Reason.API_REJECTED, source="api"
-                )
+                ),
+                using=db_for(Suppression),
             )
         signals.recipient_suppressed.send_robust(
             sender,

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import signals
 from ..conf import SendFleetSettings
 from ..conf.mailers import backend_class
+from ..db.routing import atomic_for
 from ..models import SendLog, WebhookEvent
 from ..tracking import TrackingEvent
 from .apply import Applied, apply_events, read_batch, write_batch
@@ -52,7 +52,7 @@ def process_event(event_or_id: WebhookEvent | int) -> bool:
         if stored.outcome not in UNFINISHED:
             return False  # unprocessable or too old after all
     try:
-        with transaction.atomic():
+        with atomic_for(WebhookEvent):
             # The claim is the transaction's first statement, a write: on SQLite the
             # transaction takes the write lock now (waiting for it) instead of failing with
             # "database is locked" when a later write would upgrade its read lock.
@@ -119,7 +119,7 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
         # Without a recipient in the event, suppression had to wait for the row too.
         suppressed_late = event.suppresses_recipient and not event.recipient
         try:
-            with transaction.atomic():
+            with atomic_for(WebhookEvent):
                 # A write first (see process_event); also, only one caller applies it.
                 taken = WebhookEvent.objects.filter(
                     pk=stored.pk, outcome=Outcome.UNKNOWN_MESSAGE

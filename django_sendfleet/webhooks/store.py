@@ -23,6 +23,7 @@ from django.db import (
 from django.utils import timezone
 
 from ..db import bulk_insert
+from ..db.routing import atomic_for
 from ..db.sqlite_lock import trying_often
 from ..message.addresses import MAX_ADDRESS_LENGTH
 from ..models import SendLog, WebhookEvent
@@ -83,7 +84,7 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     # The database refused a value of the event this code did not foresee: keep the body
     # itself, and read it again when the event is retried.
     logger.error("SendFleet webhook event stored as received only: %r", failure)
-    with transaction.atomic():
+    with atomic_for(WebhookEvent):
         return WebhookEvent.objects.create(
             digest=digest,
             received_at=now,
@@ -157,7 +158,7 @@ def finish_storing(stored: WebhookEvent, *, max_age: timedelta | None) -> None:
     if "raw" in fields:
         fields["raw_body"] = ""
     try:
-        with transaction.atomic():
+        with atomic_for(WebhookEvent):
             WebhookEvent.objects.filter(pk=stored.pk).update(**fields)
     except OperationalError:
         raise

@@ -7,10 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from django_sendfleet.conf import SendFleetSettings
+from django_sendfleet.db.routing import atomic_for
 from django_sendfleet.models import SendLog
 from django_sendfleet.models.log_status import LogStatus
 from django_sendfleet.records import content as message_content
@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 break
             batch = SendLog.objects.filter(id__in=ids)
             contents = list(batch.filter(content__isnull=False).values_list("content", flat=True))
-            with transaction.atomic():
+            with atomic_for(SendLog):
                 deleted += batch.delete()[0]
                 message_content.release(contents)  # logged content no row refers to any more
             self.stdout.write(f"deleted {deleted} rows so far")
