@@ -30,6 +30,7 @@ from . import reputation as reputation_admin
 from .changelist import ErrorCodeFilter, EstimatedCountPaginator, ModeFilter, StatusFilter
 from .erasure import ForgetPeople
 from .resend import OUTBOX_STATUSES, resend_entries
+from .scheduled import CancelScheduled, ScheduledFilter
 
 if TYPE_CHECKING:
     from django.utils.safestring import SafeString
@@ -56,7 +57,7 @@ class WebhookEventInline(admin.TabularInline):
 
 
 @admin.register(SendLog)
-class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
+class SendLogAdmin(CancelScheduled, ForgetPeople, admin.ModelAdmin):
     inlines = (WebhookEventInline,)
     list_display = (
         "created_at",
@@ -67,9 +68,11 @@ class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
         "http_status",
         "mode",
         "attempts",
+        "scheduled_for",
     )
     list_filter = (
         StatusFilter,
+        ScheduledFilter,
         ErrorCodeFilter,
         ModeFilter,
         ("created_at", admin.DateFieldListFilter),
@@ -83,7 +86,7 @@ class SendLogAdmin(ForgetPeople, admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts would count the table per choice
     paginator = EstimatedCountPaginator
-    actions = ("resend", "add_to_suppression_list", "forget_people")
+    actions = ("resend", "add_to_suppression_list", "forget_people", "cancel_scheduled")
     # Named apart from Django's defaults, so another admin of SendLog does not pick them up.
     change_list_template = "admin/django_sendfleet/sendlog/sendlog_change_list.html"
     change_form_template = "admin/django_sendfleet/sendlog/sendlog_change_form.html"
