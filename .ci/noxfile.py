@@ -1,7 +1,8 @@
 """The Django/Python/database matrix, run by .ci/run: ``nox -f .ci/noxfile.py``.
 
 PostgreSQL sessions need ``POSTGRES_URL`` (``.ci/services.sh`` starts a server and sets it).
-Virtualenvs are made and filled by uv (``pip install uv``; ``.ci/run`` does).
+Virtualenvs are made and filled by uv when it is installed (``pip install uv``; ``.ci/run``
+does).
 
 Which tests a cell runs. A cell leaves out a test only where the test's result cannot change
 on the axis that cell adds; no test leaves every cell of an axis it depends on (Django 5.2,
@@ -32,8 +33,9 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent.parent
-# uv: a cell's virtualenv in about 5 s instead of pip's 60 (the README's Quick start keeps pip).
-nox.options.default_venv_backend = "uv"
+# uv: a cell's virtualenv in seconds instead of pip's minute (the README's Quick start keeps
+# pip); without uv on PATH, venv and pip.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 
 # (Python, Django, database): every supported Django on SQLite; the oldest and newest on
@@ -84,7 +86,7 @@ def limiter_redis5(session: nox.Session) -> None:
         "-q",
         "-p",
         "no:cacheprovider",
-        "tests/test_ratelimit.py",
+        "tests/ratelimit/test_ratelimit.py",
         *session.posargs,
     )
 
