@@ -24,11 +24,11 @@ fi
 # out of tests/ in every run.) test_secrets.py only looks for secrets in what the failure paths
 # print; those paths run here, with their times checked, in test_fault_matrix.py.
 CLOCK_FREE=(
-  tests/test_package_structure.py  # the source's shape, read with ast
-  tests/test_addresses.py          # which address a string means (hypothesis)
-  tests/test_properties.py         # which requests a message makes (hypothesis)
-  tests/test_error_reports.py      # secrets absent from Django's error reports
-  tests/test_secrets.py            # secrets absent from every output
+  tests/test_package_structure.py          # the source's shape, read with ast
+  tests/message/test_addresses.py          # which address a string means (hypothesis)
+  tests/message/test_properties.py         # which requests a message makes (hypothesis)
+  tests/credentials/test_error_reports.py  # secrets absent from Django's error reports
+  tests/credentials/test_secrets.py        # secrets absent from every output
 )
 SELECTION=(tests "${CLOCK_FREE[@]/#/--ignore=}")
 [ "$#" -gt 0 ] && SELECTION=("$@")

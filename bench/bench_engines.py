@@ -1,7 +1,7 @@
 """Many workers, one key: how much of the API's allowance queued sending uses on each engine.
 
 For each engine (django-tasks-db's ``db_worker``, RQ through django-tasks-rq, Celery through
-django-tasks-fennel: set up as docs/queued.md and tests/engines.py have them), W worker
+django-tasks-fennel: set up as docs/queued.md and tests/support/engines.py have them), W worker
 processes drain an outbox of M messages (one task each unless ``--per-task``, all written in
 one transaction) through the shared limiter on Redis, to the sandbox throttled to a
 scaled-down N requests per S seconds, the limiter set to the same. As in
@@ -98,8 +98,8 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path)
 
     from django_sendfleet.models import SendLog
     from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
-    from tests.engines import ENGINES
-    from tests.worker_processes import Workers, wait_for, worker_environment
+    from tests.support.engines import ENGINES
+    from tests.support.worker_processes import Workers, wait_for, worker_environment
 
     def outbox_empty() -> bool:
         return not SendLog.objects.filter(status__in=["pending", "sending"]).exists()
@@ -165,7 +165,7 @@ def main() -> int:
     from bench_ratelimit import redis_server
     from django.db import connection
 
-    from tests.engines import ENGINES
+    from tests.support.engines import ENGINES
 
     engines = args.engines.split(",")
     for name in engines:

@@ -1,7 +1,7 @@
 """Password resets during a newsletter's drain, on each task engine (issue 20, "Measured").
 
 For each engine (django-tasks-db's ``db_worker``, RQ through django-tasks-rq, Celery through
-django-tasks-fennel, as docs/queued.md and tests/engines.py set them up), W worker processes
+django-tasks-fennel, as docs/queued.md and tests/support/engines.py set them up), W worker processes
 drain a newsletter of B bulk rows (``QueuedEmailBackend(bulk=True)``, 100 rows a task, all
 queued before the drain) through the shared limiter on Redis, to the sandbox throttled to a
 scaled-down N requests per S seconds. During the drain, at random moments:
@@ -170,7 +170,7 @@ def queue_reset(n: int, started: dict[str, float]) -> None:
 def start_workers(engine: Any, env: dict[str, str], log: Path, cwd: str, count: int) -> Any:
     """``count`` workers started in ``cwd``: Celery's Django fixup puts the working directory
     first on sys.path, so the baseline's workers start in the baseline's checkout."""
-    from tests.worker_processes import Workers
+    from tests.support.worker_processes import Workers
 
     workers = Workers(engine.worker_command, env, log)
     with log.open("ab") as output:
@@ -247,8 +247,8 @@ def drain(engine_name: str, args: argparse.Namespace, redis_url: str, log: Path,
 
     from django_sendfleet.models import SendLog
     from django_sendfleet.sandbox import SANDBOX_API_KEY, Sandbox
-    from tests.engines import ENGINES
-    from tests.worker_processes import wait_for, worker_environment
+    from tests.support.engines import ENGINES
+    from tests.support.worker_processes import wait_for, worker_environment
 
     def outbox_empty() -> bool:
         return not SendLog.objects.filter(status__in=["pending", "sending"]).exists()
@@ -385,7 +385,7 @@ def main() -> int:
     from bench_ratelimit import redis_server
     from django.db import connection
 
-    from tests.engines import ENGINES
+    from tests.support.engines import ENGINES
 
     engines = args.engines.split(",")
     for name in engines:

@@ -1,7 +1,6 @@
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -9,19 +8,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.core.mail import EmailMessage
-from django.urls import reverse
 
-pytest_plugins = ["django_sendfleet.sandbox.pytest_plugin"]
+from tests.support.examples import FULL_EXAMPLES
+from tests.support.network import free_port
 
-# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE. "full" (the default: the README's test
-# command, and CI's Quick start run) runs every property test at its full count; "ci" (the
-# other CI cells and the libfaketime runs) a tenth of it: a cell whose axis (Django, Python,
-# database, clock) changes a property's result still tries it on fresh examples, and the full
-# count runs once per CI run. Nothing is derandomized that was random. The deadline is 1 s, not
-# 200 ms: a test's first example pays imports and the sandbox's start, and CI runs two lanes
-# on 2 cores.
-FULL_EXAMPLES = 100  # Hypothesis's default max_examples
+# The sandbox's fixtures, and the fixtures tests/support shares between test modules.
+pytest_plugins = [
+    "django_sendfleet.sandbox.pytest_plugin",
+    "tests.support.check_command",
+    "tests.support.fault_matrix",
+    "tests.support.reputation",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,14 +29,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, max_examples in (("full", FULL_EXAMPLES), ("ci", FULL_EXAMPLES // 10)):
         settings.register_profile(name, max_examples=max_examples, deadline=timedelta(seconds=1))
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
-
-
-def examples(full: int) -> int:
-    """``max_examples`` for a property test that needs ``full`` examples under the full
-    profile: scaled with the profile loaded, so a smaller profile runs fewer (never under 2)."""
-    from hypothesis import settings
-
-    return max(2, round(full * settings.default.max_examples / FULL_EXAMPLES))
 
 
 # The test tag ``db``, in the style of anymail's tags, so that a PostgreSQL cell of CI can
@@ -70,31 +59,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             or getattr(test_case, "databases", None)
         ):
             item.add_marker(pytest.mark.db)
-
-
-# Helpers the test modules share: ``from .conftest import SENDER, message``.
-SENDER = "Shop <shop@example.com>"
-BACKEND = "django_sendfleet.backends.EmailBackend"
-QUEUED_BACKEND = "django_sendfleet.backends.QueuedEmailBackend"
-
-
-def message(to=("ann@example.com",), sender=SENDER, subject="Hello", **kwargs) -> EmailMessage:
-    """A plain message from the shop, to Ann unless told otherwise."""
-    return EmailMessage(subject, "Plain body", sender, list(to), **kwargs)
-
-
-def post_webhook(client, body: bytes, secret: str | None = None, **headers):
-    """POST a body to the webhook endpoint through Django's test client, signed with
-    ``secret`` when one is given (headers may carry a signature of their own)."""
-    # Imported here: importing the view loads models, and worker processes spawned by tests
-    # import this module before Django is set up.
-    from django_sendfleet.webhooks.view import sign
-
-    if secret is not None:
-        headers.setdefault("HTTP_X_SENDFLEET_SIGNATURE", sign(body, secret))
-    return client.post(
-        reverse("sendfleet-webhook"), data=body, content_type="application/json", **headers
-    )
 
 
 @pytest.fixture
@@ -148,13 +112,6 @@ def redis_url() -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=5)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on (for a server a test starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ elif os.environ.get("SENDFLEET_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["SENDFLEET_TEST_DB_NAME"]}
 
 # A second database, "mail", for the tests of a project whose DATABASE_ROUTERS put this app's
-# models there (tests/test_routed_database.py turns the router on). Its test database is made
+# models there (tests/conf/test_routed_database.py turns the router on). Its test database is made
 # only for the tests that ask for it.
 DATABASES["mail"] = {**DATABASES["default"]}
 if DATABASES["mail"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -50,7 +50,7 @@ if not TASKS["default"]["BACKEND"]:
         else "django_tasks.backends.immediate.ImmediateBackend"
     )
 
-# Worker processes started by tests/test_workers.py get their configuration from the
+# Worker processes started by tests/queued/test_workers.py get their configuration from the
 # environment: the sandbox to send to, the shared cache, the lease.
 if os.environ.get("SENDFLEET_TEST_API_URL"):
     SENDFLEET = {
@@ -61,7 +61,7 @@ if os.environ.get("SENDFLEET_TEST_API_URL"):
         "MAX_RETRY_WAIT": float(os.environ.get("SENDFLEET_TEST_MAX_RETRY_WAIT", "30")),
         "TIMEOUT": float(os.environ.get("SENDFLEET_TEST_TIMEOUT", "10")),
         "WEBHOOK_SECRET": "worker-tests-webhook-secret",  # testproject routes the webhook
-        # Processes that send without a test database (tests/test_key_guard.py).
+        # Processes that send without a test database (tests/ratelimit/test_key_guard.py).
         "SEND_LOG": os.environ.get("SENDFLEET_TEST_SEND_LOG", "1") == "1",
         "CHECK_SUPPRESSIONS": os.environ.get("SENDFLEET_TEST_SEND_LOG", "1") == "1",
     }
@@ -73,7 +73,7 @@ if os.environ.get("SENDFLEET_TEST_REDIS_URL"):
         }
     }
 
-# The task engines of tests/test_engines.py and bench/bench_engines.py, for their worker
+# The task engines of tests/queued/test_engines.py and bench/bench_engines.py, for their worker
 # processes: the task backend names the engine, SENDFLEET_TEST_BROKER_URL is its Redis. Set
 # as docs/queued.md documents them.
 broker_url = os.environ.get("SENDFLEET_TEST_BROKER_URL", "")
@@ -87,8 +87,9 @@ elif TASKS["default"]["BACKEND"] == "django_tasks_fennel.CeleryBackend":
     INSTALLED_APPS.append("django_tasks_fennel")
     CELERY_BROKER_URL = broker_url
 
-# tests/test_webhook_server.py runs a webhook server, on SQLite with Django's default options
-# (no IMMEDIATE transactions, no WAL, the default timeout): what a project gets without docs.
+# tests/webhooks/test_webhook_server.py runs a webhook server, on SQLite with Django's default
+# options (no IMMEDIATE transactions, no WAL, the default timeout): what a project gets without
+# docs.
 if os.environ.get("SENDFLEET_TEST_WEBHOOK_SECRET"):
     SENDFLEET = {"WEBHOOK_SECRET": os.environ["SENDFLEET_TEST_WEBHOOK_SECRET"]}
 if os.environ.get("SENDFLEET_TEST_SQLITE_DEFAULT_OPTIONS"):

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import SendFleetInvalidMessage
 from django_sendfleet.models import SendLog
-
-from .conftest import examples
+from tests.support.examples import examples
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 

@@ -19,8 +19,7 @@ from django_sendfleet import tasks
 from django_sendfleet.backends import EmailBackend, QueuedEmailBackend
 from django_sendfleet.exceptions import SendFleetInvalidMessage, SendFleetUnsupportedFeature
 from django_sendfleet.models import MessageContent, SendLog
-
-from .test_admin import assert_uses_an_index
+from tests.support.queries import assert_uses_an_index
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 

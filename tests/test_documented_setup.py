@@ -19,7 +19,7 @@ from django.utils.log import AdminEmailHandler
 from django_sendfleet.backends import EmailBackend
 from django_sendfleet.exceptions import SendFleetDomainNotVerified
 from django_sendfleet.sandbox import SANDBOX_API_KEY, UNVERIFIED_DOMAIN, Sandbox
-from tests.docs_snippets import (
+from tests.support.docs_snippets import (
     ROOT,
     block_containing,
     command_blocks,

@@ -181,3 +181,32 @@ def test_no_module_shadows_the_standard_library():
     stdlib = set(sys.stdlib_module_names)
     shadowing = {name for name in package_modules() if name.rpartition(".")[2] in stdlib}
     assert shadowing == set()
+
+
+TESTS = Path(__file__).resolve().parent
+#: Test folders that mirror no folder of the package: shared helpers, Django's own mail tests.
+TEST_FOLDERS_OF_THEIR_OWN = {"support", "django_mail", "__pycache__"}
+
+
+def test_the_tests_are_in_folders_named_after_the_package():
+    units = {path.stem if path.is_file() else path.name for path in PACKAGE.iterdir()}
+    folders = {path.name for path in TESTS.iterdir() if path.is_dir()}
+    assert folders - TEST_FOLDERS_OF_THEIR_OWN - units == set()
+
+
+def test_no_test_module_imports_another_test_module_or_the_conftest():
+    offenders = set()
+    for path in TESTS.rglob("*.py"):
+        if "django_mail" in path.parts:
+            continue  # Django's own tests, loaded as Django lays them out
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            parts = {part for name in names for part in name.split(".")}
+            if any(part == "conftest" or part.startswith("test_") for part in parts):
+                offenders.add(f"{path.relative_to(TESTS)}:{node.lineno}")
+    assert offenders == set()

@@ -39,7 +39,7 @@ _PART = re.compile(r'[^\s"(),.:;<>@\[\]\\]++|\s++|.', re.DOTALL)
 # Most values are plain "addr", "<addr>" or "Name <addr>": those skip the email package's full
 # parser, which costs about half a millisecond a value. The fast path takes only ASCII dot-atom
 # addresses and names made of atoms, for which it finds exactly what the full parser finds
-# (tests/test_addresses.py checks that with hypothesis). Possessive quantifiers throughout:
+# (tests/message/test_addresses.py checks that with hypothesis). Possessive quantifiers throughout:
 # nothing can backtrack, so a match attempt is linear in the value's length.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _FAST_ADDRESS = re.compile(
