@@ -130,6 +130,9 @@ def test_a_message_without_them_gives_an_empty_list_and_dict(sandbox, send):
         ({"metadata": {1: "a"}}, "metadata: the key 1"),
         ({"metadata": {"nul": "a\x00b"}}, "NUL characters cannot be stored"),
         ({"metadata": {"nan": float("nan")}}, "is not valid JSON"),
+        ({"metadata": {"huge": 2**64}}, "an integer beyond 64 bits"),
+        ({"metadata": {"lone": "\ud800"}}, "lone surrogates cannot be stored"),
+        ({"metadata": {"quote": '"' * 1000 + "\x01" * 500}}, "metadata: 5013 characters as JSON"),
         ({"metadata": {"big": "x" * 5000}}, "metadata: 5011 characters as JSON"),
         (
             {
@@ -242,3 +245,17 @@ def test_an_event_about_no_logged_send_has_empty_tags_and_metadata(sandbox, trac
     SendLog.objects.all().delete()  # the event has no row to read
     sandbox.deliver_webhooks()
     assert tracked and all((e.tags, e.metadata) == ([], {}) for e in tracked)
+
+
+def test_values_of_a_subclass_of_a_plain_type_are_stored_as_that_type(sandbox, send):
+    import enum
+
+    from django.utils.safestring import mark_safe
+
+    class Plan(enum.IntEnum):
+        PRO = 3
+
+    send(message(metadata={"note": mark_safe("<b>vip</b>"), "plan": Plan.PRO}))
+    row = SendLog.objects.get()
+    assert row.metadata == {"note": "<b>vip</b>", "plan": 3}
+    assert [type(value) for value in row.metadata.values()] == [str, int]

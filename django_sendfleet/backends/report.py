@@ -39,6 +39,7 @@ class Reporter:
         if self.log is not None:
             self.log.add(self.message, outgoing, recipient, result)
         labels = outgoing.labels if outgoing is not None else NO_LABELS
+        failed = result.error is not None  # only a failure's signals need them
         finish_recipient(
             backend_class=self.sender,
             mailer=self.mailer,
@@ -47,8 +48,8 @@ class Reporter:
             from_domain=outgoing.from_domain if outgoing else "",
             result=result,
             suppressions=self.suppressions,
-            tags=list(labels.tags),
-            metadata=labels.for_recipient(recipient),
+            tags=list(labels.tags) if failed else None,
+            metadata=labels.for_recipient(recipient) if failed else None,
         )
 
     def finish(self, outgoing: OutgoingMessage | None = None) -> None:

@@ -120,9 +120,16 @@ def unsupported_features(message: EmailMessage, *, can_schedule: bool = False) -
 def is_set(value: Any) -> bool:
     """Whether an anymail attribute asks for something, as anymail reads it: not None and not
     anymail's ``UNSET`` marker. An empty value (``tags=[]``, ``metadata={}``) asks for nothing."""
-    if value is None or _is_anymail_unset(value):
+    if value is None:
+        return False
+    if type(value) in _PLAIN_CONTAINERS:  # the common case, without the ABC checks below
+        return len(value) > 0
+    if _is_anymail_unset(value):
         return False
     return not isinstance(value, Sized) or len(value) > 0
+
+
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict, str})
 
 
 def alternatives(message: EmailMessage) -> list[tuple[Any, str]]:
