@@ -97,7 +97,7 @@ def seed_send_log(events: list[dict]) -> None:
     """Empty the tables, and log one send per message of the events (Django set up)."""
     from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 
-    WebhookEvent.objects.all().delete()
+    WebhookEvent.objects.all().delete_whole()
     Suppression.objects.all().delete()
     SendLog.objects.all().delete()
     recipients = {event["message_id"]: event["to"] for event in events}

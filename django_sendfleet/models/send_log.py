@@ -166,6 +166,38 @@ class SendLog(models.Model):
         )
 
 
+class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Reduce the events to what recognises them (their digests), as ``sendfleet_prune``
+        does, instead of deleting them: whatever deletes a stored event (the admin's bulk
+        delete, code), a replay of the same delivery is still refused as a duplicate. An
+        event not processed yet ends ``unprocessable``."""
+        now = timezone.now()
+        unfinished = (WebhookEvent.Outcome.PENDING, WebhookEvent.Outcome.FAILED)
+        self.filter(outcome__in=unfinished).update(
+            outcome=WebhookEvent.Outcome.UNPROCESSABLE, detail="deleted before it was processed"
+        )
+        reduced = self.update(**PRUNED_FIELDS, pruned_at=now)
+        return reduced, {self.model._meta.label: reduced}
+
+    def delete_whole(self) -> tuple[int, dict[str, int]]:
+        """Delete the rows, digests included: only for events whose replay is refused anyway
+        (signed longer ago than ``WEBHOOK_MAX_AGE``)."""
+        return super().delete()
+
+
+#: What a pruned (or deleted) event keeps none of: its body and what it says of a person.
+PRUNED_FIELDS: dict[str, Any] = {
+    "raw": None,
+    "raw_body": "",
+    "message_id": "",
+    "recipient": "",
+    "sender": "",
+    "detail": "",
+    "send_log": None,
+}
+
+
 class WebhookEvent(models.Model):
     """A verified delivery event from SendFleet, stored before it is acknowledged."""
 
@@ -213,6 +245,8 @@ class WebhookEvent(models.Model):
         related_name="webhook_events",
     )
 
+    objects = WebhookEventQuerySet.as_manager()  # type: ignore[django-manager-missing, unused-ignore]
+
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
@@ -222,3 +256,7 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.message_id}"
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Reduced to its digest, not deleted (``WebhookEventQuerySet.delete``)."""
+        return type(self).objects.filter(pk=self.pk).delete()

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..models import WebhookEvent
+from ..models.send_log import PRUNED_FIELDS
 
 _UNFINISHED = (WebhookEvent.Outcome.PENDING, WebhookEvent.Outcome.FAILED)
 
@@ -53,15 +54,6 @@ def _in_batches(events: QuerySet[WebhookEvent], batch_size: int, *, delete: bool
             return done
         batch = WebhookEvent.objects.filter(id__in=ids)
         if delete:
-            done += batch.delete()[0]
+            done += batch.delete_whole()[0]
         else:
-            done += batch.update(
-                raw=None,
-                raw_body="",
-                message_id="",
-                recipient="",
-                sender="",
-                detail="",
-                send_log=None,
-                pruned_at=timezone.now(),
-            )
+            done += batch.update(**PRUNED_FIELDS, pruned_at=timezone.now())

@@ -12,9 +12,6 @@ from django_sendfleet.webhooks.view import sign
 def post_webhook(client, body: bytes, secret: str | None = None, **headers):
     """POST a body to the webhook endpoint through Django's test client, signed with
     ``secret`` when one is given (headers may carry a signature of their own)."""
-    # Imported here: importing the view loads models, and worker processes spawned by tests
-    # import this module before Django is set up.
-
     if secret is not None:
         headers.setdefault("HTTP_X_SENDFLEET_SIGNATURE", sign(body, secret))
     return client.post(
