@@ -295,3 +295,18 @@ def test_property_a_placeholder_without_a_value_is_never_sent(sandbox, values, m
     with pytest.raises(SendFleetInvalidMessage):
         EmailBackend().send_messages([msg])
     assert sandbox.requests == []
+
+
+def test_a_text_that_renders_blank_is_refused_before_any_request(sandbox, send):
+    msg = message(
+        to=["bob@example.com", "ann@example.com"],
+        subject="Hello",
+        text="{{greeting}} {{name}}",
+        merge_data={
+            "bob@example.com": {"greeting": "Hi", "name": "Bob"},
+            "ann@example.com": {"greeting": " ", "name": ""},
+        },
+    )
+    with pytest.raises(SendFleetInvalidMessage, match="body: blank once rendered for ann@example"):
+        send(msg)
+    assert sandbox.requests == []

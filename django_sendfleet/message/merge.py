@@ -115,6 +115,8 @@ def check_rendering(
     too long once rendered."""
     needed = placeholders(subject) | placeholders(text) | placeholders(html_body)
     in_subject = placeholders(subject)
+    # A text of placeholders only could render blank, which the API refuses: found here.
+    only_placeholders = not PLACEHOLDER.sub("", text).strip()
     for recipient in recipients:
         values = merge.values_for(recipient)
         missing = sorted(needed - values.keys())
@@ -126,6 +128,11 @@ def check_rendering(
             )
         for name in in_subject:
             refuse_unsafe_header_text(values[name], f"merge data {name!r} for the subject")
+        if only_placeholders and not render(text, values).strip():
+            raise SendFleetInvalidMessage(
+                f"body: blank once rendered for {recipient}; SendFleet requires a non-blank "
+                "plain-text body."
+            )
         if in_subject and subject:
             length = len(render(subject, values))
             if length > max_subject_length:

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from ..db.routing import atomic_for
 from ..models import SendLog
 from ..models.log_status import LogStatus
 from ..records import content as message_content
@@ -54,7 +54,7 @@ def cancel(row_ids: Iterable[int], *, by: str = "") -> list[int]:
     """
     now = timezone.now()
     cancelled: list[int] = []
-    with transaction.atomic():
+    with atomic_for(SendLog):  # the database the routers pick for the send log
         rows = list(
             SendLog.objects.select_for_update()
             .filter(scheduled(now), pk__in=list(row_ids))
