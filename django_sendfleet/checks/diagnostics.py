@@ -24,6 +24,7 @@ from ..conf import DEFAULT_API_URL, SendFleetSettings
 from ..exceptions import SendFleetConfigurationError
 from ..message.priority import PRIORITIES
 from ..queued import backlog
+from ..webhooks.accounts import signing_accounts
 from .api_probe import check_api_accepts_key
 from .check_result import ERROR, OK, WARNING, CheckResult
 from .config_review import (
@@ -205,7 +206,7 @@ def check_database() -> CheckResult:
 def check_webhooks() -> CheckResult | None:
     path = webhook_path()
     try:
-        secrets = SendFleetSettings().webhook_secrets
+        secrets = signing_accounts(SendFleetSettings()).secrets  # mailers' own too
     except SendFleetConfigurationError:
         return None  # check_settings reports it
     data = {"path": path, "secrets": len(secrets)}

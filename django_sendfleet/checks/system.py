@@ -14,6 +14,7 @@ from django.core import checks as django_checks
 
 from ..conf import SendFleetSettings
 from ..exceptions import SendFleetConfigurationError
+from ..webhooks.accounts import signing_accounts
 from .config_review import (
     KEY_MALFORMED_FIX,
     KEY_MISSING_FIX,
@@ -123,7 +124,7 @@ def check_webhook_secret_setting() -> list[django_checks.CheckMessage]:
     if path is None:
         return []
     try:
-        secrets = SendFleetSettings().webhook_secrets
+        secrets = signing_accounts(SendFleetSettings()).secrets  # mailers' own too
     except SendFleetConfigurationError:
         return []  # sendfleet.E005
     if secrets:

@@ -188,7 +188,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("SEND_LOG", True, _boolean),
     Option("CHECK_SUPPRESSIONS", True, _boolean),
     Option("LOG_CONTENT", False, _boolean),
-    Option("WEBHOOK_SECRET", None, _secrets, per_mailer=False),
+    Option("WEBHOOK_SECRET", None, _secrets),  # a mailer's own: its account's secret
     Option("WEBHOOK_MAX_BODY_BYTES", 256 * 1024, _positive_int, per_mailer=False),
     # Events signed longer ago than this are stored but not applied (replays): 7 days.
     Option("WEBHOOK_MAX_AGE", 7 * 24 * 3600, _max_age, per_mailer=False),

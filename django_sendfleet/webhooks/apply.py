@@ -25,6 +25,7 @@ from ..models import SendLog, Suppression, WebhookEvent
 from ..models.forgotten import FORGOTTEN
 from ..models.log_status import LogStatus, delivery_rank, statuses_an_event_may_replace
 from ..tracking import TrackingEvent, normalise, raw_event_type
+from .accounts import mailers_of
 from .body import parse_body, unescape_body
 from .unknown_sends import claim_unknown_send
 
@@ -111,12 +112,17 @@ def write_batch(batch: Batch) -> list[Applied]:
     suppressions: list[tuple[str, str, str]] = []
     for item in applied:
         event = item.event
+        bound = mailers_of(item.stored.mailers)  # the signing account's mailers
         row = rows.get(event.message_id) if event.message_id else None
+        if row is not None and bound is not None and row.mailer not in bound:
+            row = None  # another account's send: this event's secret cannot touch it
         if row is None and event.event_type in STATUS_FOR_EVENT:
             # Which unknown send is meant depends on the events already waiting, this batch's
             # earlier ones included: those are saved first.
             _save(unsaved, filled_in)
-            row = claim_unknown_send(event.message_id, event.recipient, event.sender, now)
+            row = claim_unknown_send(
+                event.message_id, event.recipient, event.sender, now, mailers=bound
+            )
             if row is not None:
                 rows[row.message_id] = row
                 item.resolved_unknown_send = True
@@ -131,7 +137,12 @@ def write_batch(batch: Batch) -> list[Applied]:
         new_status = STATUS_FOR_EVENT.get(event.event_type)
         if new_status is not None and row is not None:
             _move_forward(changes, row.pk, new_status, event)
-        if event.suppresses_recipient and event.recipient:
+        if bound is not None and (row is None or event.recipient.lower() != row.recipient.lower()):
+            # Bound to an account: only the recipient of that account's own send.
+            event_suppresses = False
+        else:
+            event_suppresses = event.suppresses_recipient
+        if event_suppresses and event.recipient:
             reason = (
                 Suppression.Reason.COMPLAINT
                 if event.event_type == "complained"

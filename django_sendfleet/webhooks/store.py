@@ -28,6 +28,7 @@ from ..db.sqlite_lock import trying_often
 from ..message.addresses import MAX_ADDRESS_LENGTH
 from ..models import SendLog, WebhookEvent
 from ..tracking import TrackingEvent, normalise, raw_event_type
+from .accounts import bound_to
 from .body import column_text, escape_body, is_storable_text, parse_body, unescape_body
 
 logger = logging.getLogger("django_sendfleet")
@@ -47,12 +48,17 @@ def digest_of(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | None:
-    """Store a verified body, committed; None if the same body was stored before."""
+def store_event(
+    body: bytes, *, max_age: timedelta | None, mailers: frozenset[str] | None = None
+) -> WebhookEvent | None:
+    """Store a verified body, committed; None if the same body was stored before.
+    ``mailers``: those the signing account's events may touch (None: every mailer)."""
     digest = digest_of(body)
     now = timezone.now()
     using = router.db_for_write(WebhookEvent)
-    insert = _insert(WebhookEvent(digest=digest, **_fields(body, max_age, now)), using)
+    bound = bound_to(mailers)
+    event = WebhookEvent(digest=digest, mailers=bound, **_fields(body, max_age, now))
+    insert = _insert(event, using)
     started = time.monotonic()
     warned = False
     tries = 0
@@ -87,6 +93,7 @@ def store_event(body: bytes, *, max_age: timedelta | None) -> WebhookEvent | Non
     with atomic_for(WebhookEvent):
         return WebhookEvent.objects.create(
             digest=digest,
+            mailers=bound,
             received_at=now,
             raw_body=escape_body(body),
             outcome=Outcome.FAILED,

@@ -23,13 +23,21 @@ _ROWS_PER_SCAN = 100
 
 
 def claim_unknown_send(
-    message_id: str | None, recipient: str | None, sender: str | None, now: datetime
+    message_id: str | None,
+    recipient: str | None,
+    sender: str | None,
+    now: datetime,
+    mailers: frozenset[str] | None = None,
 ) -> SendLog | None:
     """The one unknown row an event for ``message_id`` (an id no row has) is about, now
-    recording that id; None when no row, or more than one thing, could be meant."""
+    recording that id; None when no row, or more than one thing, could be meant. ``mailers``:
+    the only mailers whose rows the event may touch (None: any)."""
     if not (message_id and recipient and sender):
         return None
-    rows = list(_unknown_rows(recipient, sender, now)[:2])
+    unknown = _unknown_rows(recipient, sender, now)
+    if mailers is not None:
+        unknown = unknown.filter(mailer__in=mailers)
+    rows = list(unknown[:2])
     if len(rows) != 1:
         return None
     if _unlogged_message_ids(recipient, sender, now) - {message_id}:

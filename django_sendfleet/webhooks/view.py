@@ -27,6 +27,7 @@ from ..conf import SendFleetSettings
 from ..credentials.secret import Secret, reveal
 from ..exceptions import SendFleetWebhookValidationError
 from ..models import WebhookEvent
+from .accounts import signing_accounts
 from .drain import after_answer
 from .store import store_event
 
@@ -46,8 +47,9 @@ def sign(body: bytes, secret: str | Secret[str]) -> str:
 
 def verify_signature(
     body: bytes, header: str | None, secrets: tuple[str | Secret[str], ...]
-) -> None:
-    """Raise ``SendFleetWebhookValidationError`` unless one of the secrets signed this body."""
+) -> list[bool]:
+    """Raise ``SendFleetWebhookValidationError`` unless one of the secrets signed this body;
+    else which of them did."""
     if not secrets:
         raise SendFleetWebhookValidationError("No SENDFLEET['WEBHOOK_SECRET'] is configured.")
     if not header or not header.startswith(_SIGNATURE_PREFIX):
@@ -57,6 +59,7 @@ def verify_signature(
     matches = [hmac.compare_digest(sign(body, secret).encode(), given) for secret in secrets]
     if not any(matches):
         raise SendFleetWebhookValidationError("Webhook signature does not match.")
+    return matches
 
 
 @transaction.non_atomic_requests  # the event is committed on its own, before the answer
@@ -67,7 +70,8 @@ def verify_signature(
 def webhook_view(request: HttpRequest) -> HttpResponse:
     """SendFleet's delivery events: verified, stored and committed before the 200, then applied."""
     settings = SendFleetSettings()
-    secrets = settings.webhook_secrets  # Secrets: revealed only into the HMAC (sign)
+    accounts = signing_accounts(settings)
+    secrets = accounts.secrets  # Secrets: revealed only into the HMAC (sign)
     if not secrets:
         logger.error("SendFleet webhook refused: SENDFLEET['WEBHOOK_SECRET'] is not set")
         return _refuse(403, "Webhook secret not configured.")
@@ -82,12 +86,13 @@ def webhook_view(request: HttpRequest) -> HttpResponse:
     if len(body) > limit:
         return _refuse(400, f"Body larger than {limit} bytes.")
     try:
-        verify_signature(body, request.headers.get(SIGNATURE_HEADER), secrets)
+        signed = verify_signature(body, request.headers.get(SIGNATURE_HEADER), secrets)
     except SendFleetWebhookValidationError as error:
         logger.warning("SendFleet webhook refused: %s", error.detail)
         return _refuse(403, error.detail)
 
-    stored = store_event(body, max_age=settings.webhook_max_age)
+    mailers = accounts.mailers_for(signed)  # the signing account's: all when None
+    stored = store_event(body, max_age=settings.webhook_max_age, mailers=mailers)
     if stored is None:
         return AnswerThenProcess({"status": "duplicate"}, event=None)
     if stored.outcome != WebhookEvent.Outcome.PENDING:
