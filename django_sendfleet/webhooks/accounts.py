@@ -27,9 +27,12 @@ class SigningAccounts:
     def mailers_for(self, signed: list[bool]) -> frozenset[str] | None:
         """The mailers the matching secrets are bound to (``signed[i]``: secret i signed)."""
         bound = [self.mailers[i] for i, match in enumerate(signed) if match]
-        if any(mailers is None for mailers in bound):
-            return None
-        return frozenset().union(*bound)
+        union: frozenset[str] = frozenset()
+        for mailers in bound:
+            if mailers is None:
+                return None
+            union |= mailers
+        return union
 
 
 def signing_accounts(project: SendFleetSettings) -> SigningAccounts:

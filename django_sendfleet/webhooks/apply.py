@@ -137,7 +137,8 @@ def write_batch(batch: Batch) -> list[Applied]:
         new_status = STATUS_FOR_EVENT.get(event.event_type)
         if new_status is not None and row is not None:
             _move_forward(changes, row.pk, new_status, event)
-        if bound is not None and (row is None or event.recipient.lower() != row.recipient.lower()):
+        recipient = (event.recipient or "").lower()
+        if bound is not None and (row is None or recipient != row.recipient.lower()):
             # Bound to an account: only the recipient of that account's own send.
             event_suppresses = False
         else:
