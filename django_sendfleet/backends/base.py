@@ -163,7 +163,8 @@ class EmailBackend(BaseEmailBackend):
         message.anymail_status = status  # type: ignore[attr-defined]
         if not message.recipients():
             return False
-        if signals.cancelled_by_receiver(
+        # has_listeners first: the arguments cost something to build, per message.
+        if signals.pre_send.has_listeners(type(self)) and signals.cancelled_by_receiver(
             type(self), message=message, mailer=self.mailer, **as_set(message)
         ):
             status.cancelled = True

@@ -55,6 +55,8 @@ class Reporter:
     def finish(self, outgoing: OutgoingMessage | None = None) -> None:
         """``post_send``, with the message's tags and metadata (its ``merge_metadata`` is per
         recipient: in the failure signals and each recipient's log row)."""
+        if not signals.post_send.has_listeners(self.sender):
+            return  # nothing to build the arguments for
         labels = outgoing.labels if outgoing is not None else NO_LABELS
         signals.post_send.send_robust(
             self.sender,
