@@ -280,7 +280,11 @@ def main() -> int:
     class PlainSendLogAdmin(admin.ModelAdmin):
         """What one writes without thinking of the table's size: Django's defaults."""
 
-        list_display = SendLogAdmin.list_display
+        # The same columns; a column ours computes (scheduled_for) is the field it shows.
+        list_display = tuple(
+            "not_before" if column == "scheduled_for" else column
+            for column in SendLogAdmin.list_display
+        )
         list_filter = ("status", "error_code", "mode", "created_at")
         search_fields = ("recipient", "message_id")
 
