@@ -259,3 +259,25 @@ def test_values_of_a_subclass_of_a_plain_type_are_stored_as_that_type(sandbox, s
     row = SendLog.objects.get()
     assert row.metadata == {"note": "<b>vip</b>", "plan": 3}
     assert [type(value) for value in row.metadata.values()] == [str, int]
+
+
+def test_forgetting_a_person_erases_their_metadata_and_keeps_the_tags(sandbox, send):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    send(
+        message(
+            to=["ann@example.com", "bob@example.com"],
+            tags=["receipt"],
+            merge_metadata={
+                "ann@example.com": {"customer": "Ann Smith"},
+                "bob@example.com": {"customer": "Bob Jones"},
+            },
+        )
+    )
+    call_command("sendfleet_forget", "ann@example.com", stdout=StringIO())
+    rows = {row.recipient: row for row in SendLog.objects.all()}
+    assert rows["bob@example.com"].metadata == {"customer": "Bob Jones"}
+    [forgotten] = [row for address, row in rows.items() if address != "bob@example.com"]
+    assert (forgotten.tags, forgotten.metadata) == (["receipt"], {})

@@ -213,6 +213,9 @@ class _RowEraser:
             "subject": "",
             "detail": "",
             "warnings": [],
+            # The recipient's metadata (anymail's merge_metadata) is about the person; the
+            # message's tags are not, and stay.
+            "metadata": {},
             "content": None,
             "payload": None,
             "from_name": "",
