@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core.mail import EmailMessage
 
@@ -28,7 +28,22 @@ from ..sending.recipient import Deferred, RecipientSender, SuppressionCheck
 from ..sending.retry import WaitInProcess
 
 if TYPE_CHECKING:
-    from .base import EmailBackend
+    from ..conf import SendFleetSettings
+
+
+class Backend(Protocol):
+    """What a disposition uses of its backend (``base.EmailBackend``): its settings and
+    connection, its mailer, and a batch of its rows."""
+
+    settings: SendFleetSettings
+    client: SendFleetClient | None
+    limiter: SlidingWindowLimiter | None
+    key_guard: KeyGuard | None
+
+    @property
+    def mailer(self) -> str: ...
+
+    def new_log_batch(self, **options: Any) -> SendLogBatch: ...
 
 
 class Disposition(Protocol):
@@ -71,7 +86,7 @@ class SendNow:
 
     can_schedule = False  # sends now: a future send_at is refused (message/features.py)
 
-    def __init__(self, backend: EmailBackend) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.sender: RecipientSender | None = None
 
@@ -139,7 +154,7 @@ class WriteOutbox:
 
     can_schedule = True  # a row waits until its send_at (SendLog.not_before)
 
-    def __init__(self, backend: EmailBackend) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
     def open(self) -> bool:
