@@ -31,6 +31,7 @@ from .changelist import ErrorCodeFilter, EstimatedCountPaginator, ModeFilter, St
 from .erasure import ForgetPeople
 from .resend import OUTBOX_STATUSES, resend_entries
 from .scheduled import CancelScheduled, ScheduledFilter
+from .tags import TagFilter
 
 if TYPE_CHECKING:
     from django.utils.safestring import SafeString
@@ -73,6 +74,7 @@ class SendLogAdmin(CancelScheduled, ForgetPeople, admin.ModelAdmin):
     list_filter = (
         StatusFilter,
         ScheduledFilter,
+        TagFilter,
         ErrorCodeFilter,
         ModeFilter,
         ("created_at", admin.DateFieldListFilter),
@@ -144,6 +146,8 @@ class SendLogAdmin(CancelScheduled, ForgetPeople, admin.ModelAdmin):
                         "subject",
                         "mailer",
                         "mode",
+                        "tags",
+                        "metadata",
                     )
                 },
             ),
