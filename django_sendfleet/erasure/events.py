@@ -9,7 +9,7 @@ not processed yet cannot be any more without its body: it is marked ``unprocessa
 ``erasure.py`` finds events by the message ids and rows of the address's send log rows (both
 indexed), and by the address in the recipient column or the body (a read of the table in
 primary key ranges). SendFleet keeps posting events about a message for days after it was sent:
-``reduce_late_events`` reduces those as they are applied (``event_apply.write_batch``).
+``reduce_late_events`` reduces those as they are applied (``webhooks/apply.py``, ``write_batch``).
 """
 
 from __future__ import annotations

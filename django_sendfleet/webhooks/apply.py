@@ -1,7 +1,7 @@
 """Applying stored webhook events to the send log and the suppression list, many at a time.
 
-``apply_events`` runs in its caller's transaction, on events the caller has claimed
-(``events.py``): one event retried, or a batch of events just stored. A batch costs a few
+``apply`` is the one entry: it reads, claims (each caller passes its rule) and writes, in one
+transaction, on events: one event retried, or a batch of events just stored. A batch costs a few
 statements whatever its size: the rows its events are about in one query, one UPDATE per new
 status, the events' outcomes in one bulk update (a hard bounce's suppression is its own
 upsert). Delivery events only move a row forward (``log_status``), so the events of one
@@ -12,13 +12,14 @@ the same row as applying them one at a time, in the order they were stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from ..db.routing import atomic_for
 from ..erasure.events import reduce_late_events
 from ..exceptions import SendFleetSoftBounce
 from ..models import SendLog, Suppression, WebhookEvent
@@ -96,9 +97,21 @@ def read_batch(stored_events: Sequence[WebhookEvent]) -> Batch:
     return Batch(items, _rows_by_message_id({item.event.message_id for item in items}))
 
 
-def apply_events(claimed: Sequence[WebhookEvent]) -> list[Applied]:
-    """Apply claimed events, in this order, in the caller's transaction; save their outcomes."""
-    return write_batch(read_batch(claimed))
+def apply(
+    candidates: Sequence[WebhookEvent],
+    claim: Callable[[Sequence[WebhookEvent]], Sequence[WebhookEvent]],
+) -> list[Applied]:
+    """The one way stored events are applied, one event being a batch of one: read them (and
+    their rows) before the transaction, then in one transaction ``claim`` those still this
+    caller's to apply (each caller's own rule: just stored, due for a retry, waiting for its
+    row) and write what they do. The caller tells receivers once it has committed."""
+    batch = read_batch(candidates)
+    with atomic_for(WebhookEvent):
+        # The claim is the transaction's first statement, a write: on SQLite the transaction
+        # takes the write lock now (waiting for it) instead of failing with "database is
+        # locked" when a later write would upgrade its read lock.
+        claimed = claim(candidates)
+        return write_batch(batch.only({stored.pk for stored in claimed}))
 
 
 def write_batch(batch: Batch) -> list[Applied]:

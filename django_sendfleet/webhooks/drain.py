@@ -9,13 +9,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
-from django.db import connections, router, transaction
+from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 from ..models import WebhookEvent
-from .apply import read_batch, write_batch
+from .apply import apply
 from .events import after_applying, process_event, resolve_and_apply_unknown_sends, retry_due_events
 
 logger = logging.getLogger("django_sendfleet")
@@ -148,12 +149,14 @@ def apply_batch(candidates: list[WebhookEvent]) -> None:
     if not candidates:
         return
     claimed: list[WebhookEvent] = []
+
+    def claim_first_time(events: Sequence[WebhookEvent]) -> list[WebhookEvent]:
+        _one_batch_at_a_time()
+        claimed.extend(_claim(list(events)))
+        return claimed
+
     try:
-        batch = read_batch(candidates)
-        with transaction.atomic(using=_database().alias):
-            _one_batch_at_a_time()
-            claimed = _claim(candidates)
-            done = write_batch(batch.only({stored.pk for stored in claimed}))
+        done = apply(candidates, claim_first_time)
     except Exception as error:
         logger.warning("SendFleet webhook: a batch of events failed (%r), one at a time now", error)
         for stored in claimed or candidates:

@@ -7,7 +7,7 @@ Why: docs/internals.md#webhooks-applying-an-event-and-its-retries
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.db.models import F, Q
@@ -16,10 +16,9 @@ from django.utils import timezone
 from .. import signals
 from ..conf import SendFleetSettings
 from ..conf.mailers import backend_class
-from ..db.routing import atomic_for
 from ..models import SendLog, WebhookEvent
 from ..tracking import TrackingEvent
-from .apply import Applied, apply_events, read_batch, write_batch
+from .apply import Applied, apply, event_of
 from .body import column_text
 from .store import PROCESSING_LEASE, finish_storing
 from .unknown_sends import resolve_unknown_sends
@@ -52,18 +51,14 @@ def process_event(event_or_id: WebhookEvent | int) -> bool:
         if stored.outcome not in UNFINISHED:
             return False  # unprocessable or too old after all
     try:
-        with atomic_for(WebhookEvent):
-            # The claim is the transaction's first statement, a write: on SQLite the
-            # transaction takes the write lock now (waiting for it) instead of failing with
-            # "database is locked" when a later write would upgrade its read lock.
-            if not _claim(stored):
-                return False
-            [item] = apply_events([stored])
+        done = apply([stored], lambda _: [stored] if _claim(stored) else [])
     except Exception as error:
         logger.exception("SendFleet webhook event %s could not be processed", stored.pk)
         _mark_failed(stored, error)
         return False
-    after_applying(item)
+    if not done:
+        return False  # another process took it first
+    after_applying(done[0])
     return True
 
 
@@ -114,26 +109,29 @@ def apply_waiting_events(message_ids: Iterable[str]) -> None:
         message_id__in=ids, outcome=Outcome.UNKNOWN_MESSAGE
     ).order_by("received_at", "id")
     for stored in waiting:
-        batch = read_batch([stored])
-        event = batch.items[0].event
-        # Without a recipient in the event, suppression had to wait for the row too.
-        suppressed_late = event.suppresses_recipient and not event.recipient
         try:
-            with atomic_for(WebhookEvent):
-                # A write first (see process_event); also, only one caller applies it.
-                taken = WebhookEvent.objects.filter(
-                    pk=stored.pk, outcome=Outcome.UNKNOWN_MESSAGE
-                ).update(outcome=Outcome.PENDING)
-                if not taken:
-                    continue
-                [item] = write_batch(batch)
-                event = item.event
+            event = event_of(stored)
+            # Without a recipient in the event, suppression had to wait for the row too.
+            suppressed_late = event.suppresses_recipient and not event.recipient
+            done = apply([stored], _still_waiting)
         except Exception as error:
             logger.exception("SendFleet webhook event %s could not be applied", stored.pk)
             _mark_failed(stored, error)
             continue
+        if not done:
+            continue  # another caller applied it
+        event = done[0].event
         if suppressed_late and event.recipient:
             _signal_webhook_suppression(stored, event.recipient)
+
+
+def _still_waiting(candidates: Sequence[WebhookEvent]) -> list[WebhookEvent]:
+    """Claim the events still waiting for their row (only one caller applies each)."""
+    pks = [stored.pk for stored in candidates]
+    waiting = WebhookEvent.objects.filter(pk__in=pks, outcome=Outcome.UNKNOWN_MESSAGE)
+    if not waiting.update(outcome=Outcome.PENDING):
+        return []
+    return list(candidates)
 
 
 def _claim(stored: WebhookEvent) -> bool:
