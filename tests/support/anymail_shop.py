@@ -1,5 +1,5 @@
 """A shop's email code, written for django-anymail, ported to django-sendfleet by one line: the
-import of the ``tracking`` signal (tests/test_anymail_app.py runs it against the sandbox).
+import of the ``tracking`` signal (tests/backends/test_anymail_app.py runs it against the sandbox).
 
 Everything else is as anymail's docs write it: an ``AnymailMessage`` with ``send_at``, ``tags``,
 ``metadata``, ``merge_data``, ``merge_global_data`` and ``merge_metadata``, the outcome read from

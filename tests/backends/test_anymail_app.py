@@ -1,6 +1,6 @@
-"""A ported django-anymail app (tests/anymail_shop.py: send_at, tags, metadata, merge data and a
-tracking receiver reading event.tags and event.metadata) runs unchanged against the sandbox,
-through the queued backend and the synchronous one (issue 22)."""
+"""A ported django-anymail app (tests/support/anymail_shop.py: send_at, tags, metadata, merge
+data and a tracking receiver reading event.tags and event.metadata) runs unchanged against the
+sandbox, through the queued backend and the synchronous one (issue 22)."""
 
 import datetime
 
@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from django_sendfleet import tasks
 from django_sendfleet.models import SendLog
-
-from . import anymail_shop
+from tests.support import anymail_shop
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
 pytest.importorskip("anymail")
