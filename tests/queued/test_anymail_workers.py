@@ -12,14 +12,12 @@ from django.utils import timezone
 
 from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import SendLog
-from django_sendfleet.sandbox import SANDBOX_API_KEY
 from tests.support.engines import CELERY, DB_WORKER, RQ, Engine
 from tests.support.worker_processes import (
-    Workers,
+    engine_workers,
     stop,
     uses_postgres,
     wait_for,
-    worker_environment,
 )
 
 pytestmark = [
@@ -48,14 +46,8 @@ def sandbox(sendfleet_socket_sandbox):
 
 @pytest.fixture
 def workers(engine, sandbox, settings, redis_url, tmp_path):
-    broker_url = engine.broker_url(redis_url)
-    engine.clear_broker(broker_url)
-    engine.configure(settings, broker_url)
-    settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
-    env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
-    workers = Workers(engine.worker_command, env, tmp_path / f"{engine.name}-workers.log")
-    yield workers
-    workers.stop()
+    with engine_workers(engine, sandbox, settings, redis_url, tmp_path) as workers:
+        yield workers
 
 
 def test_a_scheduled_message_waits_through_a_worker_restart_and_is_sent_once_at_its_time(

@@ -19,16 +19,14 @@ from django.core.management import call_command
 
 from django_sendfleet.backends import QueuedEmailBackend
 from django_sendfleet.models import SendLog
-from django_sendfleet.sandbox import SANDBOX_API_KEY
 from tests.support.engines import CELERY, DB_WORKER, RQ, Engine
 from tests.support.worker_processes import (
     ROOT,
-    Workers,
+    engine_workers,
     kill,
     queue_messages,
     uses_postgres,
     wait_for,
-    worker_environment,
 )
 
 # The worker tests (not the docs test at the end) need PostgreSQL and real transactions.
@@ -55,14 +53,8 @@ def sandbox(sendfleet_socket_sandbox):
 def workers(engine, sandbox, settings, redis_url, tmp_path):
     """This engine's workers, none started yet; all stopped after the test. The broker is
     emptied first, and this process queues onto it."""
-    broker_url = engine.broker_url(redis_url)
-    engine.clear_broker(broker_url)
-    engine.configure(settings, broker_url)
-    settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
-    env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
-    workers = Workers(engine.worker_command, env, tmp_path / f"{engine.name}-workers.log")
-    yield workers
-    workers.stop()
+    with engine_workers(engine, sandbox, settings, redis_url, tmp_path) as workers:
+        yield workers
 
 
 @needs_postgres

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -164,3 +164,21 @@ def queue_messages(count: int, prefix: str = "user") -> None:
         backend.send_messages(
             [EmailMessage(f"Hello {n}", "Body", "shop@example.com", [f"{prefix}{n}@example.com"])]
         )
+
+
+@contextlib.contextmanager
+def engine_workers(
+    engine: Any, sandbox: Any, settings: Any, redis_url: str, log_dir: Path
+) -> Iterator[Workers]:
+    """An engine's workers (tests/support/engines.py), none started yet; all stopped after.
+    The broker is emptied first, and this process queues onto it, sending to ``sandbox``."""
+    broker_url = engine.broker_url(redis_url)
+    engine.clear_broker(broker_url)
+    engine.configure(settings, broker_url)
+    settings.SENDFLEET = {"API_URL": sandbox.url, "API_KEY": SANDBOX_API_KEY}
+    env = worker_environment(sandbox.url, redis_url, engine.backend, broker_url)
+    workers = Workers(engine.worker_command, env, log_dir / f"{engine.name}-workers.log")
+    try:
+        yield workers
+    finally:
+        workers.stop()
