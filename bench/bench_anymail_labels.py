@@ -52,11 +52,7 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    settings.SENDFLEET = {
-        "API_KEY": "benchkey.0123456789abcdef0123456789abcdef",
-        "API_URL": f"http://127.0.0.1:{server.server_port}/api/send/",
-        "RATE_LIMIT": None,  # the limiter's cost is not what is measured
-    }
+    settings.SENDFLEET = loopback_api.sendfleet_settings(server)
     try:
         from django.tasks.backends.dummy import DummyBackend
     except ImportError:  # Django 5.2: the backport

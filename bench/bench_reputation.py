@@ -48,12 +48,10 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    settings.SENDFLEET = {
-        "API_KEY": "benchkey.0123456789abcdef0123456789abcdef",
-        "API_URL": f"http://127.0.0.1:{server.server_port}/api/send/",
-        "RATE_LIMIT": None,  # the limiter's cost is not what is measured
-        "WEBHOOK_SECRET": "bench-webhook-secret",  # Shared rates are known: levels judged
-    }
+    # The webhook's secret: Shared rates are known, levels judged.
+    settings.SENDFLEET = loopback_api.sendfleet_settings(
+        server, WEBHOOK_SECRET="bench-webhook-secret"
+    )
 
     from django.core.mail import EmailMessage
 

@@ -47,3 +47,18 @@ def start() -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+#: A key of SendFleet's shape; the loopback server takes any.
+BENCH_API_KEY = "benchkey.0123456789abcdef0123456789abcdef"
+
+
+def sendfleet_settings(server: ThreadingHTTPServer, **extra: object) -> dict[str, object]:
+    """``SENDFLEET`` for a bench sending to ``server``: the limiter off, since its cost is not
+    what a bench of the per-message cost measures."""
+    return {
+        "API_KEY": BENCH_API_KEY,
+        "API_URL": f"http://127.0.0.1:{server.server_port}/api/send/",
+        "RATE_LIMIT": None,
+        **extra,
+    }

@@ -53,16 +53,6 @@ def retries_looked_for_at_every_event(monkeypatch):
 
 
 @pytest.fixture
-def logged_send():
-    return SendLog.objects.create(
-        message_id="msg-1",
-        recipient="ann@example.com",
-        from_email="shop@example.com",
-        status="queued",
-    )
-
-
-@pytest.fixture
 def told():
     """The events tracking receivers were told about."""
     seen = []

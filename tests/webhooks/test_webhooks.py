@@ -26,16 +26,6 @@ def webhook_secret(settings):
 
 
 @pytest.fixture
-def logged_send():
-    return SendLog.objects.create(
-        message_id="msg-1",
-        recipient="ann@example.com",
-        from_email="shop@example.com",
-        status="queued",
-    )
-
-
-@pytest.fixture
 def tracking_events():
     events = []
 
