@@ -39,9 +39,10 @@ def signing_accounts(project: SendFleetSettings) -> SigningAccounts:
     """The project's secrets, and each SendFleet mailer's own."""
     own: dict[str, tuple[Secret[str], ...]] = {}
     for alias, config in configured_mailers().items():
-        if is_sendfleet_backend(backend_path(alias)) and "webhook_secret" in {
-            str(name).lower() for name in (config.get("OPTIONS") or {})
-        }:
+        # The options first: looking a backend up is the dearer check, and every webhook
+        # request asks (with one project-wide secret, no mailer names one).
+        options = {str(name).lower() for name in (config.get("OPTIONS") or {})}
+        if "webhook_secret" in options and is_sendfleet_backend(backend_path(alias)):
             own[alias] = SendFleetSettings(mailer_options(alias)).webhook_secrets
     if not own:
         return SigningAccounts(project.webhook_secrets, (None,) * len(project.webhook_secrets))
