@@ -237,7 +237,7 @@ class WebhookEvent(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     #: Set by sendfleet_prune, which keeps only what recognises the event when it comes again.
     pruned_at = models.DateTimeField(null=True, blank=True)
-    #: The mailers of the account whose secret signed it, ",a,b,"; "" for every mailer
+    #: The mailers of the account whose secret signed it, a JSON list; "" for every mailer
     #: (webhooks/accounts.py).
     mailers = models.CharField(max_length=1000, blank=True)
     send_log = models.ForeignKey(

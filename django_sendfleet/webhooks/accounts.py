@@ -10,6 +10,7 @@ With one secret for every mailer (one account), events are bound to no mailer in
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 
 from ..conf import SendFleetSettings, mailer_options
@@ -70,10 +71,11 @@ def signing_accounts(project: SendFleetSettings) -> SigningAccounts:
 
 
 def bound_to(mailers: frozenset[str] | None) -> str:
-    """``WebhookEvent.mailers``: "" for every mailer, else ",a,b," ("," for none)."""
-    return "" if mailers is None else ",".join(["", *sorted(mailers), ""]) or ","
+    """``WebhookEvent.mailers``: "" for every mailer, else the aliases as a JSON list (an alias
+    may hold any character, a comma included)."""
+    return "" if mailers is None else json.dumps(sorted(mailers))
 
 
 def mailers_of(stored_mailers: str) -> frozenset[str] | None:
     """The mailers a stored event may touch; None for every mailer (``bound_to``)."""
-    return None if not stored_mailers else frozenset(filter(None, stored_mailers.split(",")))
+    return None if not stored_mailers else frozenset(json.loads(stored_mailers))

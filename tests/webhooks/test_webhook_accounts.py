@@ -66,3 +66,14 @@ def test_an_event_about_no_send_of_its_account_suppresses_nobody(client):
     bounce["bounce_type"] = "Permanent"
     assert post_event(client, bounce, secret=SHOP_SECRET).status_code == 200
     assert not Suppression.objects.exists()
+
+
+def test_an_alias_with_a_comma_is_one_mailer_not_two(client, settings):
+    settings.MAILERS["news,default"] = {
+        "BACKEND": BACKEND,
+        "OPTIONS": {"webhook_secret": "whsec_third_account_0011223344"},
+    }
+    complaint = event("email.complained", message_id="msg-shop", to="ann@example.com")
+    assert post_event(client, complaint, secret="whsec_third_account_0011223344").status_code == 200
+    assert status_of("msg-shop") == "queued"  # "default" is not the third account's
+    assert not Suppression.objects.exists()
