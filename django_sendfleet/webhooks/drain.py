@@ -1,4 +1,5 @@
-"""After the webhook's answer: applying the events just stored, many per transaction.
+"""After the webhook's answer: applying the events just stored, many per transaction, one
+batch in the answering thread and the rest of a burst in a thread of the process's own.
 
 Why: docs/internals.md#webhooks-applying-after-the-answer
 """
@@ -58,11 +59,14 @@ class NowAndThen:
 
 
 class _Drain:
-    """This process's events, stored and answered but not applied yet; and whether a thread
-    of this process is applying them."""
+    """This process's events, stored and answered but not applied yet; whether a thread of
+    this process is applying them (``lock``); and whether its burst thread runs."""
 
     lock = threading.Lock()
     waiting: deque[WebhookEvent] = deque()
+    #: Guards ``burst_thread_running``, which the burst thread clears only when nothing waits.
+    handoff = threading.Lock()
+    burst_thread_running = False
 
 
 _drain = _Drain()
@@ -71,9 +75,10 @@ unknown_send_scan = NowAndThen(UNKNOWN_SEND_SCAN_SECONDS)
 
 
 def applying() -> bool:
-    """Whether a thread of this process is applying events now (their receivers included):
-    the sandbox's ``wait_for_webhooks`` waits for it to end, for a server in its process."""
-    return _drain.lock.locked()
+    """Whether this process has events it has not applied yet, or a thread of it is applying
+    (their receivers included): the sandbox's ``wait_for_webhooks`` waits for it to end, for a
+    server in its process."""
+    return _drain.lock.locked() or _drain.burst_thread_running or bool(_drain.waiting)
 
 
 def forget_waiting(timeout: float = 10.0) -> bool:
@@ -92,23 +97,99 @@ def forget_waiting(timeout: float = 10.0) -> bool:
 
 def after_answer(stored: WebhookEvent | None) -> None:
     """The work the webhook view leaves until its answer is sent: the events this process
-    stored (this one among them, unless None); then, now and then, the retries and the unknown
-    sends."""
+    stored (this one among them, unless None), one batch at most; then, now and then, the
+    retries and the unknown sends. What is left (a burst) goes to the process's burst thread.
+
+    The answering thread does one batch and no more because the server runs this before it
+    reads the next request of the same keep-alive connection: looping until a burst ends held
+    that client's next event for the whole burst, past SendFleet's 5 s."""
     if stored is not None and len(_drain.waiting) < MAX_WAITING:
         _drain.waiting.append(stored)
-    while _drain.lock.acquire(blocking=False):
-        try:
-            _apply_waiting()
-            if retry_look.due():
-                retry_due_events(limit=RETRIES_PER_LOOK)
-            if unknown_send_scan.due():
-                resolve_and_apply_unknown_sends()
-        finally:
-            _drain.lock.release()
-        if not _drain.waiting:
+    if not _drain.lock.acquire(blocking=False):
+        # Another thread applies: it looks again after it releases the lock, so it finds
+        # this event (appended before this try) or hands it to the burst thread.
+        return
+    try:
+        _apply_batch_of_waiting()
+        _look_now_and_then()
+    finally:
+        _drain.lock.release()
+    if _drain.waiting:
+        _hand_to_burst_thread()
+
+
+def _look_now_and_then() -> None:
+    if retry_look.due():
+        retry_due_events(limit=RETRIES_PER_LOOK)
+    if unknown_send_scan.due():
+        resolve_and_apply_unknown_sends()
+
+
+def _hand_to_burst_thread() -> None:
+    """Start the process's burst thread, unless it runs (it looks again before it stops)."""
+    with _drain.handoff:
+        if _drain.burst_thread_running:
             return
-        # Events came after the last look and before the release: their threads found the
-        # lock taken, and left them to this one.
+        _drain.burst_thread_running = True
+    shared = _shared_connections()
+    try:
+        threading.Thread(
+            target=_burst_thread, args=(shared,), name="sendfleet-webhook-burst", daemon=True
+        ).start()
+    except BaseException:
+        with _drain.handoff:
+            _drain.burst_thread_running = False
+        raise
+
+
+def _shared_connections() -> dict[str, BaseDatabaseWrapper]:
+    """The connections this thread shares with the threads it serves: Django's live server
+    shares its test database's (an in-memory SQLite is one connection). The burst thread
+    uses them too, as the server's threads do."""
+    return {
+        connection.alias: connection
+        for connection in connections.all(initialized_only=True)
+        if connection.allow_thread_sharing
+    }
+
+
+def _burst_thread(shared: dict[str, BaseDatabaseWrapper]) -> None:
+    """Apply the waiting events, gathering a batch while they keep coming, until none wait.
+    Events it holds when its process exits stay stored and ``pending`` for the retries, as
+    when a process dies."""
+    for alias, connection in shared.items():
+        connections[alias] = connection
+    stopped = False
+    try:
+        while True:
+            with _drain.lock:  # the answering threads leave their events to it meanwhile
+                _close_unusable_connections(shared)
+                try:
+                    _apply_waiting()
+                    _look_now_and_then()
+                except Exception:
+                    logger.exception("SendFleet webhook: applying a burst of events failed")
+            with _drain.handoff:
+                # An answer that appended before this look and found the lock taken returned,
+                # counting on this thread: stop only when none waits.
+                if not _drain.waiting:
+                    _drain.burst_thread_running = False
+                    stopped = True
+                    return
+    finally:
+        if not stopped:  # an error out of the loop: the next answer starts another
+            with _drain.handoff:
+                _drain.burst_thread_running = False
+        for connection in connections.all(initialized_only=True):
+            if connection.alias not in shared:  # this thread's own: no request_finished here
+                connection.close()
+
+
+def _close_unusable_connections(shared: dict[str, BaseDatabaseWrapper]) -> None:
+    """As Django does at each request (``CONN_MAX_AGE``, errors): this thread's own only."""
+    for connection in connections.all(initialized_only=True):
+        if connection.alias not in shared:
+            connection.close_if_unusable_or_obsolete()
 
 
 def _apply_waiting() -> None:
@@ -118,6 +199,11 @@ def _apply_waiting() -> None:
         # later; each was answered as soon as it was stored all the same).
         time.sleep(GATHER_SECONDS)
         _apply_batches()
+
+
+def _apply_batch_of_waiting() -> None:
+    waiting = _drain.waiting
+    apply_batch([waiting.popleft() for _ in range(min(BATCH_SIZE, len(waiting)))])
 
 
 def _apply_batches() -> None:

@@ -8,6 +8,7 @@ The figures (a burst on gunicorn) are in docs/benchmarks.md, from bench/bench_we
 import io
 import json
 import threading
+import time
 
 import pytest
 from django.core.management import call_command
@@ -154,6 +155,46 @@ def test_an_answer_while_another_thread_applies_leaves_its_event_to_that_thread(
         event_drain._drain.lock.release()
     event_drain.after_answer(None)  # as that thread does once it looks again
     assert WebhookEvent.objects.get().outcome == "applied"
+
+
+def wait_until_applied_here(deadline_seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while event_drain.applying():
+        assert time.monotonic() < deadline, "the burst thread did not finish"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)  # the burst thread reads with its own connection
+def test_the_answering_thread_applies_one_batch_and_leaves_the_rest_to_the_burst_thread(
+    monkeypatch,
+):
+    """The server reads a keep-alive connection's next request only once the answer's
+    processing returns: looping until a burst ends held that client's next event back."""
+    monkeypatch.setattr(event_drain, "BATCH_SIZE", 2)
+    log_sends(5)
+    for n in range(5):
+        store("email.delivered", n)
+    applied_in = {}
+
+    def receiver(sender, event, **kwargs):
+        applied_in[event.message_id] = threading.current_thread().name
+
+    signals.tracking.connect(receiver)
+    try:
+        event_drain.after_answer(None)
+        wait_until_applied_here()
+    finally:
+        signals.tracking.disconnect(receiver)
+    answering = threading.current_thread().name
+    assert applied_in == {
+        "msg-0": answering,
+        "msg-1": answering,
+        "msg-2": "sendfleet-webhook-burst",
+        "msg-3": "sendfleet-webhook-burst",
+        "msg-4": "sendfleet-webhook-burst",
+    }
+    assert set(WebhookEvent.objects.values_list("outcome", flat=True)) == {"applied"}
+    assert not event_drain._drain.burst_thread_running  # stopped once none waited
 
 
 def test_a_batch_that_fails_is_processed_one_event_at_a_time(monkeypatch):

@@ -1,6 +1,7 @@
 """The webhook behind real WSGI servers: the answer comes before receivers run, and concurrent
 events on SQLite with Django's default options are all applied."""
 
+import http.client
 import json
 import os
 import socket
@@ -63,6 +64,59 @@ def test_the_answer_is_sent_before_tracking_receivers_run(live_server, settings)
         answered.set()
         signals.tracking.disconnect(slow_receiver)
     assert WebhookEvent.objects.get().outcome == "unknown_message"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_s_next_event_is_answered_while_a_burst_is_applied(
+    live_server, settings, monkeypatch
+):
+    """A server reads a keep-alive connection's next request only once the last answer's
+    processing returns. The events waiting in the process (a burst) are applied by its burst
+    thread, not by the thread that answered: a receiver that waits for the client's next
+    answer gets it. Applying them all in the answering thread held that answer back until
+    the burst was applied, past SendFleet's 5 seconds."""
+    from django_sendfleet.models import SendLog
+    from django_sendfleet.webhooks import drain as event_drain
+    from django_sendfleet.webhooks.store import store_event
+
+    settings.SENDFLEET = {"WEBHOOK_SECRET": SECRET}
+    monkeypatch.setattr(event_drain, "BATCH_SIZE", 2)
+    SendLog.objects.bulk_create(
+        SendLog(message_id=f"msg-{n}", recipient=f"r{n}@example.com", status="queued")
+        for n in range(5)
+    )
+    for n in range(3):  # stored and answered by other threads of this process: a burst
+        body = json.dumps(event(message_id=f"msg-{n}", to=f"r{n}@example.com")).encode()
+        event_drain._drain.waiting.append(store_event(body, max_age=None))
+    next_answered, waits = threading.Event(), []
+
+    def waits_for_the_next_answer(sender, event, **kwargs):
+        if event.message_id == "msg-2":
+            waits.append(next_answered.wait(timeout=10))
+
+    signals.tracking.connect(waits_for_the_next_answer, weak=False)
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.thread.port, timeout=15)
+    try:
+        for n in (3, 4):  # two events on one kept connection, as an HTTP client sends them
+            body = json.dumps(event(message_id=f"msg-{n}", to=f"r{n}@example.com")).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-SendFleet-Signature": sign(body, SECRET),
+            }
+            connection.request("POST", reverse("sendfleet-webhook"), body=body, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            assert (answer.status, answer.will_close) == (200, False)
+        next_answered.set()
+        deadline = time.monotonic() + 15
+        while event_drain.applying() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        next_answered.set()
+        connection.close()
+        signals.tracking.disconnect(waits_for_the_next_answer)
+    assert waits == [True]  # the next answer came while the burst was being applied
+    assert set(WebhookEvent.objects.values_list("outcome", flat=True)) == {"applied"}
 
 
 def _manage(env, *args, timeout=120):
