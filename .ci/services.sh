@@ -28,8 +28,9 @@ su postgres -c "$PG_BIN/createdb -h 127.0.0.1 -p $PG_PORT sendfleet"
 export POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/sendfleet"
 
 # A Redis server per lane of .ci/run (tests flush their database, and the task engines'
-# brokers use fixed database numbers): REDIS_URL is the first, CI_REDIS_URLS lists both.
-REDIS_PORTS=(63799 63798)
+# brokers use fixed database numbers): REDIS_URL is the first, CI_REDIS_URLS lists them all.
+REDIS_PORTS=()
+for ((lane = 0; lane < ${CI_LANES:-1}; lane++)); do REDIS_PORTS+=($((63799 - lane))); done
 CI_REDIS_URLS=""
 for port in "${REDIS_PORTS[@]}"; do
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
