@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Run by .ci/run once the Quick start has built .venv: the tests that touch time, twice more,
-# under libfaketime (Debian's faketime package; .ci/services.sh installs it), so that a test
-# that depends on the date or the time of day fails in CI, not on a user's machine some day:
-#   1. from noon, 400 days from today: every fixed date a test compares with now is past;
-#   2. from 00:30 UTC today: "an hour ago" is yesterday, a day boundary is 30 minutes back.
+# Runs tests under libfaketime (Debian's faketime package; .ci/services.sh installs it), so that
+# a test that depends on the date or the time of day fails in CI, not on a user's machine some
+# day, on two clocks:
+#   1. "ahead": from noon, 400 days from today: every fixed date a test compares with now is past;
+#   2. "midnight": from 00:30 UTC today: "an hour ago" is yesterday, a day boundary is 30 minutes
+#      back.
 # Each clock starts there and runs on; the processes a test starts (workers, manage.py) share
-# it. SQLite, as the Quick start. Arguments replace the selection (e.g. one test file).
-#   FAKETIME_VENV   the virtualenv to run (default: the Quick start's .venv; .ci/run gives
-#                   one of its own, so that these runs need not wait for the Quick start)
-#   FAKETIME_CLOCK  "ahead" or "midnight": that run only (.ci/run runs each in a lane)
-# HYPOTHESIS_PROFILE passes through (tests/conftest.py; .ci/run sets "ci").
+# it. .ci/noxfile.py's SQLite cells run every test through it, one clock each. Without
+# arguments it runs both clocks over every test file that touches time (all but CLOCK_FREE
+# below), in the Quick start's .venv; arguments replace that selection (e.g. one test file).
+#   FAKETIME_VENV   the virtualenv to run (default: the Quick start's .venv)
+#   FAKETIME_CLOCK  "ahead" or "midnight": that run only
+# DATABASE_URL and HYPOTHESIS_PROFILE pass through (tests/settings.py, tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +56,7 @@ trap 'rm -f "$PTH"; rm -rf "$RUN_DIR"' EXIT
 failed=0
 run_from() {  # run_from "<UTC date> <time>"
   local started=$SECONDS status=0
-  echo "== Tests that touch time, the clock starting at $1 UTC (libfaketime)"
+  echo "== ${SELECTION[*]}: the clock starting at $1 UTC (libfaketime)"
   # FAKETIME_DONT_FAKE_MONOTONIC: a faked monotonic clock hangs every timed wait (sem_clockwait
   # is not translated; see .ci/faketime_sleep.py).
   # FAKETIME_FORCE_MONOTONIC_FIX=0: with the monotonic clock real, 0.9.10's "fix" turns each

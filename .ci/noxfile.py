@@ -4,24 +4,28 @@ PostgreSQL sessions need ``POSTGRES_URL`` (``.ci/services.sh`` starts a server a
 Virtualenvs are made and filled by uv when it is installed (``pip install uv``; ``.ci/run``
 does).
 
-Which tests a cell runs. A cell leaves out a test only where the test's result cannot change
-on the axis that cell adds; no test leaves every cell of an axis it depends on (Django 5.2,
-6.0, 6.1; Python 3.11, 3.12, 3.13; SQLite, PostgreSQL; the real clock and libfaketime's):
+Which tests a cell runs, and on which clock. A cell leaves out a test only where the test's
+result cannot change on the axis that cell adds; no test leaves every cell of an axis it
+depends on (Django 5.2, 6.0, 6.1; Python 3.11, 3.12, 3.13; SQLite, PostgreSQL; the real clock
+and libfaketime's two):
 
 - The README's test command (``.ci/run``'s Quick start: Django 6.1, Python 3.13, SQLite) runs
-  every test, Hypothesis at its full counts (profile ``full``).
-- ``tests(django5.2-sqlite)`` and ``tests(django6.0-sqlite)`` run every test: they are the
-  only cells of Django 5.2 with Python 3.11 on SQLite, and of Django 6.0 and Python 3.12.
+  every test on the real clock, Hypothesis at its full counts (profile ``full``).
+- ``tests(django5.2-sqlite-ahead)`` and ``tests(django6.0-sqlite-midnight)`` run every test:
+  they are the only cells of Django 5.2 with Python 3.11 on SQLite, and of Django 6.0 and
+  Python 3.12. They run under libfaketime (.ci/faketime.sh), each on one of the two clocks
+  issue 19 asks for: from noon 400 days ahead (every fixed date a test compares with now is
+  past), and from 00:30 UTC today ("an hour ago" is yesterday). So every test that reads the
+  clock runs on the real clock and on both faked ones, each on a different Django, without
+  two more runs of the whole suite.
 - The PostgreSQL cells add one axis, the database, to a cell that runs everything
-  (``django5.2-postgres`` to ``django5.2-sqlite``, ``django6.1-postgres`` to the Quick
-  start), so they run the tests tagged ``db`` (``-m db``): the tests that use the test
-  database (tests/conftest.py tags them from pytest-django's mark and fixtures: pytest-django
-  refuses the database to every other test), and by hand the modules whose tests read the
-  database's settings without opening it (the system checks: the SQLite check looks at the
-  engine). A test that starts processes without ``db`` gives them a database of its own
-  (SQLite, in the project it builds) or none: PostgreSQL cannot change its result.
-- The libfaketime runs (.ci/faketime.sh) add the clock to the Quick start's cell: every test
-  file but those that never read the clock (its CLOCK_FREE list).
+  (``django5.2-postgres`` to ``django5.2-sqlite-ahead``, ``django6.1-postgres`` to the Quick
+  start), so they run the tests tagged ``db`` (``-m db``), on the real clock: the tests that
+  use the test database (tests/conftest.py tags them from pytest-django's mark and fixtures:
+  pytest-django refuses the database to every other test), and by hand the modules whose
+  tests read the database's settings without opening it (the system checks: the SQLite check
+  looks at the engine). A test that starts processes without ``db`` gives them a database of
+  its own (SQLite, in the project it builds) or none: PostgreSQL cannot change its result.
 - Cells other than the Quick start run Hypothesis with the ``ci`` profile (a tenth of the
   examples, fresh ones each run; tests/conftest.py), set by ``.ci/run``.
 """
@@ -38,15 +42,20 @@ ROOT = Path(__file__).resolve().parent.parent
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 
-# (Python, Django, database): every supported Django on SQLite; the oldest and newest on
+# (Python, Django, database, clock): every supported Django on SQLite; the oldest and newest on
 # PostgreSQL too. Django 6.1 on SQLite with Python 3.13 is not here: .ci/run runs the README's
-# Quick start test command first, which is exactly that (the newest Django on python3).
+# Quick start test command first, which is exactly that (the newest Django on python3). The
+# clock: "real", or one of .ci/faketime.sh's FAKETIME_CLOCKs.
 MATRIX = [
-    ("3.11", "5.2", "sqlite"),
-    ("3.12", "6.0", "sqlite"),
-    ("3.11", "5.2", "postgres"),
-    ("3.13", "6.1", "postgres"),
+    ("3.11", "5.2", "sqlite", "ahead"),
+    ("3.12", "6.0", "sqlite", "midnight"),
+    ("3.11", "5.2", "postgres", "real"),
+    ("3.13", "6.1", "postgres", "real"),
 ]
+
+
+def _cell_id(django: str, database: str, clock: str) -> str:
+    return f"django{django}-{database}" + ("" if clock == "real" else f"-{clock}")
 
 
 def _timed(session: nox.Session, *args: str, **kwargs) -> None:
@@ -57,9 +66,11 @@ def _timed(session: nox.Session, *args: str, **kwargs) -> None:
 
 @nox.session
 @nox.parametrize(
-    ("python", "django", "database"), MATRIX, ids=[f"django{d}-{db}" for _, d, db in MATRIX]
+    ("python", "django", "database", "clock"),
+    MATRIX,
+    ids=[_cell_id(django, database, clock) for _, django, database, clock in MATRIX],
 )
-def tests(session: nox.Session, django: str, database: str) -> None:
+def tests(session: nox.Session, django: str, database: str, clock: str) -> None:
     session.chdir(ROOT)
     # Worker processes run where PostgreSQL is the database: there, the RQ and Celery engines too.
     extras = "test,postgres,engines" if database == "postgres" else "test"
@@ -70,7 +81,14 @@ def tests(session: nox.Session, django: str, database: str) -> None:
         env["DATABASE_URL"] = os.environ["POSTGRES_URL"]
         selection = ["-m", "db"]  # the rule: this module's docstring
     session.run("python", "-c", "import django; print('Django', django.get_version())")
-    _timed(session, "pytest", "-q", "-p", "no:cacheprovider", *selection, *session.posargs, env=env)
+    if clock == "real":
+        pytest = ["pytest", "-q", "-p", "no:cacheprovider", *selection]
+        _timed(session, *pytest, *session.posargs, env=env)
+        return
+    # Every test (the argument replaces faketime.sh's own selection), in this cell's virtualenv.
+    env |= {"FAKETIME_VENV": session.virtualenv.location, "FAKETIME_CLOCK": clock}
+    faketime = ["bash", str(ROOT / ".ci" / "faketime.sh")]
+    _timed(session, *faketime, *selection, *(session.posargs or ["tests"]), env=env, external=True)
 
 
 @nox.session(python="3.13")
