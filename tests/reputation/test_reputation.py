@@ -91,13 +91,42 @@ def test_a_soft_bounce_is_marked_on_its_row_and_not_counted(webhooks):
     assert shared().bounce.level == "healthy"
 
 
+# The levels at each threshold: rows seeded with their outcome, as the webhook events leave
+# them (test_hard_bounces_and_complaints_over_the_sends_of_the_week drives that path itself).
+
+
+@pytest.fixture
+def judging(sendfleet_settings):
+    """Events can arrive (a webhook secret), and 10 sends and 1 event are enough to judge."""
+    sendfleet_settings["WEBHOOK_SECRET"] = SECRET
+    sendfleet_settings["REPUTATION"] = {"MIN_SENDS": 10, "MIN_EVENTS": 1}
+    return sendfleet_settings
+
+
+def seed(good=0, bounces=0, complaints=0):
+    """Logged sends of the shared account, each already given its outcome: delivered, hard
+    bounced or complained (the rollups follow the rows, as they do for the events)."""
+    statuses = ["delivered"] * good + ["bounced"] * bounces + ["complained"] * complaints
+    SendLog.objects.bulk_create(
+        SendLog(
+            message_id=f"seeded-{n}",
+            recipient=f"r{n}@example.com",
+            from_email=SENDER,
+            status=status,
+            mode="shared",
+            mailer="default",
+        )
+        for n, status in enumerate(statuses)
+    )
+
+
 @pytest.mark.parametrize(
     ("bounces", "level"),
     # SES's review level is 5 %: danger there, warning from half of it (2.5 %).
     [(0, "healthy"), (1, "warning"), (2, "danger")],
 )
-def test_each_bounce_level_at_the_default_thresholds(webhooks, bounces, level):
-    send(webhooks, recipients(good=40 - bounces, bounces=bounces))
+def test_each_bounce_level_at_the_default_thresholds(judging, bounces, level):
+    seed(good=40 - bounces, bounces=bounces)
     account = shared()
     assert (account.bounce.level, account.complaint.level, account.level) == (
         level,
@@ -107,20 +136,16 @@ def test_each_bounce_level_at_the_default_thresholds(webhooks, bounces, level):
 
 
 @pytest.mark.parametrize(("complaints", "level"), [(0, "healthy"), (1, "warning"), (2, "danger")])
-def test_each_complaint_level_at_set_thresholds(webhooks, sendfleet_settings, complaints, level):
-    sendfleet_settings["REPUTATION"] = {
-        "MIN_SENDS": 10,
-        "MIN_EVENTS": 1,
-        "COMPLAINT_RATE": (0.05, 0.1),
-    }
-    send(webhooks, recipients(good=20 - complaints, complaints=complaints))
+def test_each_complaint_level_at_set_thresholds(judging, complaints, level):
+    judging["REPUTATION"] = {"MIN_SENDS": 10, "MIN_EVENTS": 1, "COMPLAINT_RATE": (0.05, 0.1)}
+    seed(good=20 - complaints, complaints=complaints)
     account = shared()
     assert (account.complaint.level, account.bounce.level) == (level, "healthy")
     assert account.complaint.thresholds == (0.05, 0.1)
 
 
-def test_complaints_at_the_default_thresholds_are_danger_at_a_tenth_of_a_percent(webhooks):
-    send(webhooks, recipients(good=19, complaints=1))
+def test_complaints_at_the_default_thresholds_are_danger_at_a_tenth_of_a_percent(judging):
+    seed(good=19, complaints=1)
     assert shared().complaint.level == "danger"  # 5 %, far above SES's 0.1 % review level
 
 

@@ -1,6 +1,7 @@
 """The reputation guard: while the Shared account is at danger, bulk mailers stop (queued rows
 held, synchronous sends refused) and transactional mailers keep sending; nothing is dropped.
-The danger is made by the sandbox's bounce events through the app's webhook view."""
+The danger is seeded as the rows bounce events leave (the ``danger`` fixture); the level
+moves with the sandbox's own events through the app's webhook view (``mail``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A Shared SES account whose bounces the sandbox reports through the webhook: at danger on demand.
+"""A Shared SES account whose bounces the sandbox reports through the webhook: at danger on demand
+(seeded rows), and ``mail`` to move its level with real sends and events.
 Its fixtures (shared_account, danger) are registered by tests/conftest.py.
 """
 
@@ -9,6 +10,7 @@ import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
 
+from django_sendfleet.models import SendLog
 from django_sendfleet.reputation import state as reputation_state
 
 SECRET = "reputation-webhook-secret"
@@ -47,9 +49,20 @@ def mail(sandbox, addresses, using=None, subject="Hello"):
 
 @pytest.fixture
 def danger(shared_account):
-    """The account at danger: 3 hard bounces in 10 sends (30 %)."""
-    addresses = [f"ok+{n}@example.com" for n in range(7)]
-    mail(shared_account, addresses + [f"bounce+{n}@example.com" for n in range(3)])
+    """The account at danger: 3 hard bounces in 10 sends (30 %), seeded as the rows the
+    sandbox's events leave (tests that need the events themselves send with ``mail``)."""
+    statuses = ["delivered"] * 7 + ["bounced"] * 3
+    SendLog.objects.bulk_create(
+        SendLog(
+            message_id=f"seeded-{n}",
+            recipient=f"{status}+{n}@example.com",
+            from_email=SENDER,
+            status=status,
+            mode="shared",
+            mailer="default",
+        )
+        for n, status in enumerate(statuses)
+    )
     account = reputation_state.check_now().snapshot.accounts["shared"]
     assert account.level == "danger"
     return shared_account
