@@ -110,8 +110,9 @@ class AnswerThenProcess(JsonResponse):
     A WSGI server calls the response's ``close()`` after writing its last byte (PEP 3333):
     gunicorn's sync and gthread workers, uWSGI, mod_wsgi and runserver do, and Django's ASGI
     handler after the last message. So the work runs in the worker that answered, after the
-    answer, with nothing more to set up: no thread to lose when a worker is recycled, no task
-    queue to run. Should a server or middleware never call ``close()``, the event stays
+    answer, with nothing more to set up: no long-lived thread to lose when a worker is recycled
+    (under a burst, a short-lived one takes what the answering thread leaves), no task queue
+    to run. Should a server or middleware never call ``close()``, the event stays
     ``pending`` and the retries (at later events, and ``sendfleet_retry_events``) process it
     once ``PROCESSING_LEASE`` has passed.
     """
