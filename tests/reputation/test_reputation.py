@@ -20,6 +20,7 @@ from django_sendfleet.models import SendLog
 from django_sendfleet.reputation import rates as reputation
 from django_sendfleet.reputation import state as reputation_state
 from django_sendfleet.reputation.state import ReputationLevel
+from tests.support.reputation import seed_rows
 
 pytestmark = [
     pytest.mark.usefixtures("sendfleet_settings"),
@@ -103,30 +104,13 @@ def judging(sendfleet_settings):
     return sendfleet_settings
 
 
-def seed(good=0, bounces=0, complaints=0):
-    """Logged sends of the shared account, each already given its outcome: delivered, hard
-    bounced or complained (the rollups follow the rows, as they do for the events)."""
-    statuses = ["delivered"] * good + ["bounced"] * bounces + ["complained"] * complaints
-    SendLog.objects.bulk_create(
-        SendLog(
-            message_id=f"seeded-{n}",
-            recipient=f"r{n}@example.com",
-            from_email=SENDER,
-            status=status,
-            mode="shared",
-            mailer="default",
-        )
-        for n, status in enumerate(statuses)
-    )
-
-
 @pytest.mark.parametrize(
     ("bounces", "level"),
     # SES's review level is 5 %: danger there, warning from half of it (2.5 %).
     [(0, "healthy"), (1, "warning"), (2, "danger")],
 )
 def test_each_bounce_level_at_the_default_thresholds(judging, bounces, level):
-    seed(good=40 - bounces, bounces=bounces)
+    seed_rows(good=40 - bounces, bounces=bounces)
     account = shared()
     assert (account.bounce.level, account.complaint.level, account.level) == (
         level,
@@ -138,14 +122,14 @@ def test_each_bounce_level_at_the_default_thresholds(judging, bounces, level):
 @pytest.mark.parametrize(("complaints", "level"), [(0, "healthy"), (1, "warning"), (2, "danger")])
 def test_each_complaint_level_at_set_thresholds(judging, complaints, level):
     judging["REPUTATION"] = {"MIN_SENDS": 10, "MIN_EVENTS": 1, "COMPLAINT_RATE": (0.05, 0.1)}
-    seed(good=20 - complaints, complaints=complaints)
+    seed_rows(good=20 - complaints, complaints=complaints)
     account = shared()
     assert (account.complaint.level, account.bounce.level) == (level, "healthy")
     assert account.complaint.thresholds == (0.05, 0.1)
 
 
 def test_complaints_at_the_default_thresholds_are_danger_at_a_tenth_of_a_percent(judging):
-    seed(good=19, complaints=1)
+    seed_rows(good=19, complaints=1)
     assert shared().complaint.level == "danger"  # 5 %, far above SES's 0.1 % review level
 
 

@@ -47,22 +47,29 @@ def mail(sandbox, addresses, using=None, subject="Hello"):
     sandbox.deliver_webhooks()
 
 
-@pytest.fixture
-def danger(shared_account):
-    """The account at danger: 3 hard bounces in 10 sends (30 %), seeded as the rows the
-    sandbox's events leave (tests that need the events themselves send with ``mail``)."""
-    statuses = ["delivered"] * 7 + ["bounced"] * 3
+def seed_rows(good=0, bounces=0, complaints=0, sender=SENDER):
+    """Logged sends of the shared account on the default mailer, each already given its
+    outcome: delivered, hard bounced or complained, as the webhook events leave them (the
+    rollups follow the rows)."""
+    statuses = ["delivered"] * good + ["bounced"] * bounces + ["complained"] * complaints
     SendLog.objects.bulk_create(
         SendLog(
             message_id=f"seeded-{n}",
             recipient=f"{status}+{n}@example.com",
-            from_email=SENDER,
+            from_email=sender,
             status=status,
             mode="shared",
             mailer="default",
         )
         for n, status in enumerate(statuses)
     )
+
+
+@pytest.fixture
+def danger(shared_account):
+    """The account at danger: 3 hard bounces in 10 sends (30 %), seeded as the rows the
+    sandbox's events leave (tests that need the events themselves send with ``mail``)."""
+    seed_rows(good=7, bounces=3)
     account = reputation_state.check_now().snapshot.accounts["shared"]
     assert account.level == "danger"
     return shared_account
