@@ -17,11 +17,7 @@ import pytest
 
 from django_sendfleet.ratelimit import SlidingWindowLimiter
 from django_sendfleet.ratelimit.limiter import HIGH, LOW
-
-
-def _redis_cache(url: str) -> dict[str, Any]:
-    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-
+from tests.support.caches import redis_cache
 
 # Real processes on a real Redis, with the real clock: two bulk drains and one transactional
 # sender share one key. The slot times are Redis's own (server time, microseconds).
@@ -101,7 +97,7 @@ def _child(work: Any, barrier: Any, results: Any, redis_url: str, *args: Any) ->
         import django
         from django.conf import settings
 
-        settings.configure(CACHES={"default": _redis_cache(redis_url)})
+        settings.configure(CACHES={"default": redis_cache(redis_url)})
         django.setup()
         results.put(("ok", work.__name__, work(lambda: barrier.wait(timeout=60), *args)))
     except BaseException:
@@ -113,7 +109,7 @@ def test_processes_sharing_one_key_leave_transactional_sends_the_next_slot(
 ) -> None:
     import redis
 
-    settings.CACHES = {"default": _redis_cache(redis_url)}
+    settings.CACHES = {"default": redis_cache(redis_url)}
     key_id = "p" + uuid.uuid4().hex[:7]
     limiter = _real_limiter(key_id)
     client = redis.Redis.from_url(redis_url)
@@ -197,7 +193,7 @@ def test_each_send_asks_the_limiter_with_its_messages_priority(
     from django_sendfleet.conf import SendFleetSettings
     from tests.support.messages import message
 
-    settings.CACHES = {"default": _redis_cache(redis_url)}
+    settings.CACHES = {"default": redis_cache(redis_url)}
     # A key of this test's own: its window on the shared Redis holds only this test's sends.
     sendfleet_settings.update(API_KEY=sandbox.add_key(), RATE_LIMIT="60/min")
     limiter = SlidingWindowLimiter.for_settings(SendFleetSettings(), "default")

@@ -24,37 +24,13 @@ from django_sendfleet.ratelimit import SendFleetRateLimitWait, SlidingWindowLimi
 from django_sendfleet.ratelimit.limiter import HIGH, LOW, Slot
 from django_sendfleet.ratelimit.slot_schedule import Rate, SlotState, decide
 from django_sendfleet.sandbox.throttling import SlidingLogThrottle
+from tests.support.caches import redis_cache
 from tests.support.examples import examples
 
 LIMIT, SECONDS, MARGIN = 5, 1.0, 0.02
 WINDOW = SECONDS + MARGIN
 INTERVAL = WINDOW / LIMIT  # 0.204 s: exact in microseconds, as Redis counts
-ALIAS = "ratelimit"
 START = 1_000.0  # the fake clock's first reading, in seconds
-
-
-@pytest.fixture(params=["redis", "locmem", "dummy", "file"])
-def cache_alias(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    """A cache of each kind the limiter keeps its state in differently."""
-    backends: dict[str, dict[str, Any]] = {
-        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
-        "file": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        },
-    }
-    if request.param == "redis":
-        backends["redis"] = _redis_cache(request.getfixturevalue("redis_url"))
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        ALIAS: backends[request.param],
-    }
-    return ALIAS
-
-
-def _redis_cache(url: str) -> dict[str, Any]:
-    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
 
 
 class FakeClock:
@@ -284,7 +260,7 @@ def test_any_arrivals_keep_the_limit_and_pace_bulk(cache_alias: str, requests: l
 def test_the_redis_script_decides_as_the_python_rules(
     settings: Any, redis_url: str, requests: list[Any]
 ) -> None:
-    settings.CACHES = {"default": _redis_cache(redis_url)}
+    settings.CACHES = {"default": redis_cache(redis_url)}
     clock = FakeClock()
     limiter = _limiter("default", clock)
     # The rules in microseconds, the unit the script counts in.

@@ -34,6 +34,7 @@ from django_sendfleet.ratelimit import (
 from django_sendfleet.ratelimit.limiter import admit
 from django_sendfleet.sandbox import SANDBOX_API_KEY, VERIFIED_DOMAIN, Sandbox
 from django_sendfleet.sandbox.throttling import SlidingLogThrottle
+from tests.support.caches import redis_cache
 from tests.support.network import free_port
 
 REQUESTS, SECONDS = 5, 0.5
@@ -46,31 +47,6 @@ CLOCK_SLACK = 0.002  # seconds: Redis's clock against this process's, and roundi
 # 2-core machine was seen to stall a process for more than 0.25 s between its slot and its
 # request reaching the sandbox, which the sandbox then counted in the next window.
 SANDBOX_MARGIN = 1.0
-ALIAS = "ratelimit"
-
-
-def _redis_cache(url: str) -> dict[str, Any]:
-    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-
-
-@pytest.fixture(params=["redis", "locmem", "dummy", "file"])
-def cache_alias(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    """A cache of each kind the limiter handles differently, under the alias ALIAS."""
-    backends = {
-        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
-        "file": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
-        },
-    }
-    if request.param == "redis":
-        backends["redis"] = _redis_cache(request.getfixturevalue("redis_url"))
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        ALIAS: backends[request.param],
-    }
-    return ALIAS
 
 
 def _limiter(alias: str, **kwargs: Any) -> SlidingWindowLimiter:
@@ -210,7 +186,7 @@ def test_the_cache_key_never_holds_the_secret(settings: Any, redis_url: str) -> 
     from django_sendfleet.conf import SendFleetSettings
 
     prefix, secret = _new_key_id(), uuid.uuid4().hex
-    settings.CACHES = {"default": _redis_cache(redis_url)}
+    settings.CACHES = {"default": redis_cache(redis_url)}
     settings.SENDFLEET = {"API_KEY": f"{prefix}.{secret}", "RATE_LIMIT": "5/s"}
     limiters = [
         SlidingWindowLimiter.for_settings(SendFleetSettings(), "default"),
@@ -230,7 +206,7 @@ def test_per_process_caches_are_not_shared(settings: Any, redis_url: str, tmp_pa
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
         "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
-        "redis": _redis_cache(redis_url),
+        "redis": redis_cache(redis_url),
         "file": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(tmp_path),
@@ -244,7 +220,7 @@ def test_per_process_caches_are_not_shared(settings: Any, redis_url: str, tmp_pa
 
 def test_a_cache_outage_lets_sends_through(settings: Any, caplog: Any) -> None:
     pytest.importorskip("redis")
-    settings.CACHES = {"default": _redis_cache(f"redis://127.0.0.1:{free_port()}/0")}
+    settings.CACHES = {"default": redis_cache(f"redis://127.0.0.1:{free_port()}/0")}
     limiter = _limiter("default", requests=1)
     with caplog.at_level(logging.WARNING, logger="django_sendfleet"):
         assert limiter.try_acquire() == 0.0
@@ -291,7 +267,7 @@ def _in_child(
         import django
         from django.conf import settings
 
-        settings.configure(CACHES={"default": _redis_cache(redis_url)})
+        settings.configure(CACHES={"default": redis_cache(redis_url)})
         django.setup()
         results.put(("ok", work(lambda: barrier.wait(timeout=60), *args)))
     except BaseException:
@@ -328,7 +304,7 @@ def _assert_never_throttled(sandbox: Sandbox, sends: int) -> None:
 def test_processes_sharing_redis_keep_to_the_limit(settings: Any, redis_url: str) -> None:
     import redis
 
-    settings.CACHES = {"default": _redis_cache(redis_url)}
+    settings.CACHES = {"default": redis_cache(redis_url)}
     limiter = SlidingWindowLimiter(
         requests=REQUESTS, seconds=SECONDS, key_id=SANDBOX_API_KEY, margin=SANDBOX_MARGIN
     )
@@ -458,7 +434,7 @@ def freezable_redis(settings: Any, tmp_path: Any) -> Iterator[FreezableRedis]:
     server = FreezableRedis(tmp_path)
     try:
         server.wait_until_ready()
-        settings.CACHES = {"default": _redis_cache(server.url)}
+        settings.CACHES = {"default": redis_cache(server.url)}
         shared_cache.forget_failures()
         yield server
     finally:
