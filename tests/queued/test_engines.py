@@ -22,6 +22,7 @@ from django_sendfleet.models import SendLog
 from tests.support.engines import CELERY, DB_WORKER, RQ, Engine
 from tests.support.worker_processes import (
     ROOT,
+    SHORT_LEASE,
     engine_workers,
     kill,
     queue_messages,
@@ -101,19 +102,12 @@ def test_a_retryable_error_is_sent_again_by_the_deferred_task(sandbox, workers):
 @needs_postgres
 @transactions
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, workers):
-    # A short lease, still longer than one send may take (the system checks insist): at most
-    # 1 s for a rate-limiter slot and 1 s each to connect and to read.
-    short_lease = {
-        "SENDFLEET_TEST_LEASE_SECONDS": "4",
-        "SENDFLEET_TEST_TIMEOUT": "1",
-        "SENDFLEET_TEST_MAX_RETRY_WAIT": "1",
-    }
     sandbox.latency = 3.0  # the first send is still waiting for its answer when we kill
     backend = QueuedEmailBackend()
     backend.send_messages(
         [EmailMessage("Hi", "Body", "shop@example.com", [f"user{n}@example.com"]) for n in range(5)]
     )
-    [worker] = workers.start(1, **short_lease)
+    [worker] = workers.start(1, **SHORT_LEASE)
     wait_for(lambda: len(sandbox.requests) == 1, 60, "the first request to arrive", workers.log)
     kill(worker)  # the worker and its children (RQ's work horse, Celery's pool)
     in_flight = SendLog.objects.get(status="sending")
@@ -125,7 +119,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox,
     in_flight.refresh_from_db()
     assert in_flight.status == "unknown" and in_flight.error_code == "lease_expired"
 
-    workers.start(1, **short_lease)
+    workers.start(1, **SHORT_LEASE)
     wait_for(
         lambda: SendLog.objects.filter(status="queued").count() == 4,
         60,

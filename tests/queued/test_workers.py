@@ -16,6 +16,7 @@ from django_sendfleet.models import SendLog
 from django_sendfleet.sandbox import SANDBOX_API_KEY
 from tests.support.engines import DB_WORKER
 from tests.support.worker_processes import (
+    SHORT_LEASE,
     queue_messages,
     start_processes,
     stop,
@@ -75,13 +76,7 @@ def test_several_workers_send_every_message_exactly_once_without_a_429(
 
 
 def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(sandbox, worker_env):
-    # A short lease, still longer than one send may take (the system checks insist): at most
-    # 1 s for a rate-limiter slot and 1 s each to connect and to read.
-    worker_env |= {
-        "SENDFLEET_TEST_LEASE_SECONDS": "4",
-        "SENDFLEET_TEST_TIMEOUT": "1",
-        "SENDFLEET_TEST_MAX_RETRY_WAIT": "1",
-    }
+    worker_env |= SHORT_LEASE
     sandbox.latency = 3.0  # the first send is still waiting for its answer when we kill
     backend = QueuedEmailBackend()
     backend.send_messages(

@@ -32,6 +32,16 @@ def uses_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith(POSTGRES)
 
 
+#: A worker's environment for the killed-worker tests: a short lease, still longer than one
+#: send may take (the system checks insist): at most 1 s for a rate-limiter slot and 1 s each
+#: to connect and to read.
+SHORT_LEASE = {
+    "SENDFLEET_TEST_LEASE_SECONDS": "4",
+    "SENDFLEET_TEST_TIMEOUT": "1",
+    "SENDFLEET_TEST_MAX_RETRY_WAIT": "1",
+}
+
+
 def worker_environment(
     api_url: str, redis_url: str, task_backend: str, broker_url: str = ""
 ) -> dict[str, str]:
