@@ -45,17 +45,12 @@ from django_sendfleet.exceptions import SendFleetConfigurationError, SendFleetEr
 from django_sendfleet.models import SendLog, Suppression, WebhookEvent
 from django_sendfleet.ratelimit import SlidingWindowLimiter
 from django_sendfleet.sandbox import (
-    BYOC_BROKEN_API_KEY,
-    EXPIRED_API_KEY,
-    QUOTA_API_KEY,
     REVOKED_API_KEY,
-    SANDBOX_API_KEY,
-    SUSPENDED_API_KEY,
-    UNAPPROVED_API_KEY,
 )
 from django_sendfleet.webhooks.view import sign
 from tests.support.fault_matrix import MATRIX, World, answered_by, run_queued, run_sync
 from tests.support.messages import SENDER
+from tests.support.sandbox_keys import DEFAULT_KEYS
 from tests.support.webhooks import post_webhook
 
 pytestmark = [pytest.mark.usefixtures("sendfleet_settings"), pytest.mark.django_db]
@@ -67,16 +62,7 @@ SANDBOX = os.path.join(PACKAGE, "sandbox") + os.sep
 API_KEY = "sfleak01.TheSecretHalfOfTheKeyMustNeverShow0123"
 WEBHOOK_SECRET = "whsec_TheSigningSecretMustNeverShow_0123456789"
 
-KNOWN_KEYS = [
-    API_KEY,
-    SANDBOX_API_KEY,
-    REVOKED_API_KEY,
-    EXPIRED_API_KEY,
-    UNAPPROVED_API_KEY,
-    SUSPENDED_API_KEY,
-    BYOC_BROKEN_API_KEY,
-    QUOTA_API_KEY,
-]
+KNOWN_KEYS = [API_KEY, *DEFAULT_KEYS]
 
 
 def secrets_of(key: str) -> set[str]:

@@ -39,21 +39,13 @@ from django_sendfleet.sandbox import (
 from django_sendfleet.sandbox.__main__ import main, parse_domain, parse_rate_limit
 from django_sendfleet.sandbox.clock import SandboxClock
 from django_sendfleet.sandbox.defaults import populate
+from tests.support.sandbox_keys import DEFAULT_KEYS
 
 # The sandbox's own HTTP server, over real sockets (tests/sandbox/test_inprocess.py covers the
 # in-process transport).
 pytestmark = pytest.mark.sendfleet_sandbox(socket=True)
 
 KEY_SHAPE = re.compile(r"[A-Za-z0-9_]{8}\.[A-Za-z0-9]{32}")
-ALL_DEFAULT_KEYS = [
-    SANDBOX_API_KEY,
-    REVOKED_API_KEY,
-    EXPIRED_API_KEY,
-    UNAPPROVED_API_KEY,
-    SUSPENDED_API_KEY,
-    BYOC_BROKEN_API_KEY,
-    QUOTA_API_KEY,
-]
 
 
 def valid_payload(**fields: Any) -> dict[str, Any]:
@@ -102,9 +94,9 @@ def assert_error(response: requests.Response, status: int, code: str) -> dict[st
 
 def test_default_keys_are_shaped_like_sendfleet_keys():
     assert SANDBOX_API_KEY.startswith("sbxlive1.")
-    for key in ALL_DEFAULT_KEYS:
+    for key in DEFAULT_KEYS:
         assert KEY_SHAPE.fullmatch(key), key
-    assert len(set(ALL_DEFAULT_KEYS)) == len(ALL_DEFAULT_KEYS)
+    assert len(set(DEFAULT_KEYS)) == len(DEFAULT_KEYS)
 
 
 def test_generated_keys_are_well_formed_and_work(sendfleet_sandbox):
